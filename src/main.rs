@@ -1,3 +1,72 @@
-fn main() {
-    println!("Hello, world!");
+//! handoff-init: a tiny PID 1 for containers. See README.md and docs/ARCHITECTURE.md.
+
+mod cli;
+mod config;
+mod init;
+mod log;
+mod procs;
+mod signals;
+mod spawn;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // First of all, before any other thread or fd exists: block every signal so none is lost or
+    // acts on init by default; they are read from a signalfd and forwarded.
+    let mask = match signals::block_all() {
+        Ok(mask) => mask,
+        Err(e) => {
+            error!("cannot block signals: {}", e.desc());
+            return ExitCode::from(1);
+        }
+    };
+    ensure_std_fds();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let cfg = match config::Config::from_cli(cli) {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            log::write(format_args!("{msg}"));
+            return ExitCode::from(2);
+        }
+    };
+    log::set_level(cfg.log_level);
+    ExitCode::from(init::run(cfg, mask))
+}
+
+/// Help and version go to stdout with status 0; any other clap error becomes one line, status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.print().ok();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.trim())
+        .collect();
+    let msg = first.join(" ");
+    log::write(format_args!(
+        "{} (try --help)",
+        msg.strip_prefix("error: ").unwrap_or(&msg)
+    ));
+    ExitCode::from(2)
+}
+
+/// If init was started with fd 0, 1 or 2 closed, open /dev/null there, so the signalfd and other
+/// fds of init never take those numbers and the command starts with the three standard fds.
+fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD on any integer is harmless; open with a static C string.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
 }

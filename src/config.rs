@@ -1,0 +1,208 @@
+//! Validated configuration: durations, signals, rewrite and exit-code rules, parsed from `Cli`.
+//!
+//! Everything that can be wrong with the command line is found here, before any process exists,
+//! and reported as one line with exit code 2.
+
+use crate::cli::{Cli, ForwardTo};
+use crate::log::Level;
+use crate::signals;
+use std::ffi::OsString;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Config {
+    pub command: Vec<OsString>,
+    pub forward_to: ForwardTo,
+    /// Index = received signal, value = signal to send (0 = drop).
+    pub rewrite: [i32; signals::MAX as usize + 1],
+    pub grace: Duration,
+    /// (from, to) pairs applied to the final exit code, first match wins.
+    pub remap_exit: Vec<(u8, u8)>,
+    pub pdeathsig: Option<i32>,
+    pub warn_on_reap: bool,
+    pub log_level: Level,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, String> {
+        let mut rewrite = [0; signals::MAX as usize + 1];
+        for (sig, slot) in rewrite.iter_mut().enumerate() {
+            *slot = sig as i32;
+        }
+        for rule in &cli.rewrite {
+            let (from, to) = parse_rewrite(rule)?;
+            rewrite[from as usize] = to;
+        }
+        let mut remap_exit = Vec::new();
+        for rule in &cli.remap_exit {
+            remap_exit.push(parse_remap(rule)?);
+        }
+        for code in &cli.expect_exit {
+            remap_exit.push((parse_code(code)?, 0));
+        }
+        let grace = parse_duration(&cli.grace).map_err(|e| format!("invalid --grace: {e}"))?;
+        let pdeathsig = match &cli.pdeathsig {
+            Some(s) => {
+                Some(signals::parse(s, false).map_err(|e| format!("invalid --pdeathsig: {e}"))?)
+            }
+            None => None,
+        };
+        let verbose = cli.verbose.saturating_add(env_count("HANDOFF_VERBOSE")?);
+        let quiet = cli.quiet.saturating_add(env_count("HANDOFF_QUIET")?);
+        Ok(Config {
+            command: cli.command,
+            forward_to: if cli.single_child {
+                ForwardTo::Child
+            } else {
+                cli.forward_to
+            },
+            rewrite,
+            grace,
+            remap_exit,
+            pdeathsig,
+            warn_on_reap: cli.warn_on_reap,
+            log_level: crate::log::level_from(verbose, quiet),
+        })
+    }
+
+    /// The exit code after `--remap-exit` / `-e` rules.
+    pub fn remap(&self, code: u8) -> u8 {
+        self.remap_exit
+            .iter()
+            .find(|(from, _)| *from == code)
+            .map_or(code, |&(_, to)| to)
+    }
+}
+
+fn env_count(var: &str) -> Result<u8, String> {
+    match std::env::var(var) {
+        Ok(v) if v.is_empty() => Ok(0),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("invalid {var}: '{v}' is not a number from 0 to 255")),
+        Err(_) => Ok(0),
+    }
+}
+
+/// `FROM:TO` with signal names or numbers; TO may be 0 (drop).
+pub fn parse_rewrite(rule: &str) -> Result<(i32, i32), String> {
+    let (from, to) = rule
+        .split_once(':')
+        .ok_or_else(|| format!("invalid --rewrite '{rule}': expected FROM:TO"))?;
+    let from =
+        signals::parse(from, false).map_err(|e| format!("invalid --rewrite '{rule}': {e}"))?;
+    let to = signals::parse(to, true).map_err(|e| format!("invalid --rewrite '{rule}': {e}"))?;
+    Ok((from, to))
+}
+
+fn parse_code(text: &str) -> Result<u8, String> {
+    text.trim()
+        .parse::<u8>()
+        .map_err(|_| format!("invalid exit code '{text}': expected 0 to 255"))
+}
+
+/// `FROM:TO`, both exit codes 0..=255.
+pub fn parse_remap(rule: &str) -> Result<(u8, u8), String> {
+    let (from, to) = rule
+        .split_once(':')
+        .ok_or_else(|| format!("invalid --remap-exit '{rule}': expected FROM:TO"))?;
+    let wrap = |e: String| format!("invalid --remap-exit '{rule}': {e}");
+    Ok((
+        parse_code(from).map_err(wrap)?,
+        parse_code(to).map_err(wrap)?,
+    ))
+}
+
+/// `500ms`, `10s`, `1.5s`, `2m`, `1h`, `1m30s`, `250us`; a bare number is seconds (as systemd).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = |why: &str| format!("'{text}' is not a duration ({why}; e.g. 500ms, 10s, 1m)");
+    if t.is_empty() {
+        return Err(bad("empty"));
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return seconds(secs).ok_or_else(|| bad("out of range"));
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(bad("expected a number"));
+        }
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad("bad number"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(bad("missing unit")),
+            _ => return Err(bad("unknown unit")),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    seconds(total).ok_or_else(|| bad("out of range"))
+}
+
+fn seconds(secs: f64) -> Option<Duration> {
+    // A year is far beyond any sensible grace or timeout; larger values are typos.
+    (secs.is_finite() && (0.0..=31_536_000.0).contains(&secs))
+        .then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_durations() {
+        for bad in [
+            "", "10x", "ms", "-1s", "1.2.3s", "s10", "1e400", "-5", "10 s", "9999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_duration("10x").unwrap_err().contains("'10x'"));
+    }
+
+    #[test]
+    fn rewrite_rules() {
+        assert_eq!(
+            parse_rewrite("TERM:QUIT"),
+            Ok((libc::SIGTERM, libc::SIGQUIT))
+        );
+        assert_eq!(parse_rewrite("15:3"), Ok((15, 3)));
+        assert_eq!(parse_rewrite("SIGUSR1:0"), Ok((libc::SIGUSR1, 0)));
+        assert!(parse_rewrite("TERM").is_err());
+        assert!(parse_rewrite("0:TERM").is_err());
+        assert!(parse_rewrite("FOO:TERM").unwrap_err().contains("FOO"));
+        assert!(parse_rewrite("TERM:BAR").is_err());
+    }
+
+    #[test]
+    fn remap_rules() {
+        assert_eq!(parse_remap("143:0"), Ok((143, 0)));
+        assert!(parse_remap("256:0").is_err());
+        assert!(parse_remap("1").is_err());
+        assert!(parse_remap("a:b").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Logging to stderr that can never panic or kill init.
+//!
+//! Every line is `handoff-init[PID]: message`, written with one `write(2)` so lines from init and
+//! its children do not interleave mid-line. Errors (closed stderr, EPIPE) are ignored: init must
+//! keep reaping even when nobody reads its logs. SIGPIPE is blocked in init, and a self-inflicted
+//! SIGPIPE is filtered out by the signal loop, so a broken pipe costs one failed write, nothing more.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+    Trace = 4,
+}
+
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+pub fn set_level(level: Level) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// Level from the net count of `-v` and `-q` flags: 0 is info.
+pub fn level_from(verbose: u8, quiet: u8) -> Level {
+    match i16::from(verbose) - i16::from(quiet) {
+        i16::MIN..=-2 => Level::Error,
+        -1 => Level::Warn,
+        0 => Level::Info,
+        1 => Level::Debug,
+        _ => Level::Trace,
+    }
+}
+
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
+
+pub fn write(args: fmt::Arguments<'_>) {
+    let mut line = format!("handoff-init[{}]: ", std::process::id());
+    fmt::write(&mut line, args).ok();
+    line.push('\n');
+    std::io::stderr().write_all(line.as_bytes()).ok();
+}
+
+#[macro_export]
+macro_rules! log_at {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::log::enabled($level) {
+            $crate::log::write(format_args!($($arg)*))
+        }
+    };
+}
+#[macro_export]
+macro_rules! error { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Error, $($arg)*) }; }
+#[macro_export]
+macro_rules! warn { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Warn, $($arg)*) }; }
+#[macro_export]
+macro_rules! info { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Info, $($arg)*) }; }
+#[macro_export]
+macro_rules! debug { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Debug, $($arg)*) }; }
+
+/// A duration for people: `8s`, `500ms`, `7.99s`.
+pub fn dur(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
+/// Who sent a signal: signalfd reports pid 0 for a sender outside init's PID namespace.
+pub fn sender(pid: i32) -> String {
+    if pid == 0 {
+        "outside the PID namespace".to_string()
+    } else {
+        format!("pid {pid}")
+    }
+}

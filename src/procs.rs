@@ -1,0 +1,104 @@
+//! Reaping and the process tree: who is left, and signalling all of it.
+
+use crate::signals;
+use nix::errno::Errno;
+
+/// How a process ended, as a shell reports it: its exit code, or 128+N for signal N.
+pub fn exit_code(status: libc::c_int) -> u8 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status) as u8
+    } else if libc::WIFSIGNALED(status) {
+        (128 + libc::WTERMSIG(status)) as u8
+    } else {
+        1
+    }
+}
+
+/// Reaps every child that has ended, calling `on_exit(pid, status)` for each. SIGCHLD coalesces,
+/// so one notification may stand for many exits: loop until the kernel has nothing more.
+/// Returns false once init has no children at all (ECHILD).
+pub fn reap(mut on_exit: impl FnMut(i32, libc::c_int)) -> bool {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer; __WALL also reaps clone(2) children that
+        // were created without SIGCHLD as their exit signal.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        match pid {
+            0 => return true,
+            p if p > 0 => on_exit(p, status),
+            _ => match Errno::last() {
+                Errno::EINTR => continue,
+                _ => return false,
+            },
+        }
+    }
+}
+
+/// Every live descendant of this process, found through /proc's parent links. Orphans of the
+/// tree are reparented to init (as PID 1 or child subreaper), and processes that called setsid(2)
+/// keep their parent, so this reaches processes that left the service's process group too.
+pub fn descendants() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut links: Vec<(i32, i32)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some((state, ppid)) = stat(pid)
+            && state != 'Z'
+            && state != 'X'
+        {
+            links.push((pid, ppid));
+        }
+    }
+    let mut found = vec![me];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            links
+                .iter()
+                .filter(|&&(_, pp)| pp == parent)
+                .map(|&(p, _)| p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// State letter and parent pid from /proc/PID/stat (proc(5)); the command name may contain
+/// spaces and parentheses, so parse after the last ')'.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Sends `sig` to everything init started that is still alive; returns how many were signalled.
+/// As PID 1 that is every other process of the PID namespace, and kill(-1) reaches them all in
+/// one call, including any forked while we look (kill(2)); elsewhere each descendant is signalled.
+pub fn signal_all(sig: i32) -> usize {
+    let targets = descendants();
+    if std::process::id() == 1 {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(-1, sig) };
+    } else {
+        for &pid in &targets {
+            // SAFETY: as above. ESRCH (it just exited) is expected and harmless.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+    crate::debug!("sent {} to {} processes", signals::name(sig), targets.len());
+    targets.len()
+}

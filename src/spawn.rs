@@ -1,0 +1,350 @@
+//! Starting the service: the only module that forks and execs.
+//!
+//! Everything the child needs — resolved path, argv, envp with a reserved `LISTEN_PID=` slot, the
+//! fd plan — is built before `fork()`. Between fork and exec the child only makes async-signal-safe
+//! syscalls through `libc` (no allocation, no lock, no logging; see signal-safety(7)). An exec
+//! failure is reported to the parent through a close-on-exec pipe: EOF means exec succeeded, four
+//! bytes are the errno. The parent waits for that answer, so when `spawn` returns the child has
+//! already made its own process group (or session) and `kill(-pid)` cannot miss it.
+
+use nix::errno::Errno;
+use nix::sys::signal::SigSet;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// The PATH used when the environment has none (the value of glibc's and Debian's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug)]
+pub enum SpawnError {
+    /// No file of that name in PATH (exit 127).
+    NotFound {
+        command: String,
+    },
+    /// The command has a NUL byte in it or its arguments.
+    Nul {
+        command: String,
+    },
+    Pipe(Errno),
+    Fork(Errno),
+    /// execve(2) failed in the child: ENOENT/ENOTDIR give 127, anything else 126.
+    Exec {
+        command: String,
+        errno: Errno,
+    },
+}
+
+impl SpawnError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::Exec {
+                errno: Errno::ENOENT | Errno::ENOTDIR,
+                ..
+            } => 127,
+            SpawnError::Exec { .. } | SpawnError::Nul { .. } => 126,
+            SpawnError::Pipe(_) | SpawnError::Fork(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::NotFound { command } => {
+                write!(f, "cannot run '{command}': command not found")
+            }
+            SpawnError::Nul { command } => {
+                write!(f, "cannot run '{command}': argument contains a NUL byte")
+            }
+            SpawnError::Pipe(e) => write!(f, "cannot create the exec status pipe: {}", e.desc()),
+            SpawnError::Fork(e) => write!(f, "cannot fork: {}", e.desc()),
+            SpawnError::Exec { command, errno } => {
+                let hint = if *errno == Errno::ENOEXEC {
+                    " (missing #! line?)"
+                } else {
+                    ""
+                };
+                write!(f, "cannot run '{command}': {}{hint}", errno.desc())
+            }
+        }
+    }
+}
+
+/// A command ready to be started any number of times.
+#[derive(Debug)]
+pub struct Command {
+    pub display: String,
+    path: CString,
+    argv: Vec<CString>,
+}
+
+impl Command {
+    /// Resolves the program through PATH now, as execvp(3) would, so the child needs no lookup.
+    pub fn prepare(command: &[OsString]) -> Result<Command, SpawnError> {
+        let display = command
+            .first()
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let nul = || SpawnError::Nul {
+            command: display.clone(),
+        };
+        let argv = command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).map_err(|_| nul()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let program = command.first().ok_or_else(nul)?;
+        let path = resolve(program).ok_or_else(|| SpawnError::NotFound {
+            command: display.clone(),
+        })?;
+        let path = CString::new(path.into_os_string().into_vec()).map_err(|_| nul())?;
+        Ok(Command {
+            display,
+            path,
+            argv,
+        })
+    }
+}
+
+/// execvp(3)'s search: a name with a slash is used as it is; otherwise the first executable
+/// regular file in PATH, else the first non-executable one (so exec reports EACCES → 126).
+fn resolve(program: &OsStr) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    let mut not_executable = None;
+    for dir in std::env::split_paths(&path_var) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".").to_path_buf()
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() => {
+                if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+                    return Some(candidate);
+                }
+                not_executable.get_or_insert(candidate);
+            }
+            _ => continue,
+        }
+    }
+    not_executable
+}
+
+/// How the child is placed and what it inherits.
+pub struct Plan<'a> {
+    /// The signal mask init was started with.
+    pub mask: &'a SigSet,
+    /// Make the child's group the terminal's foreground group when stdin is a terminal.
+    pub foreground: bool,
+    /// Environment as `KEY=VALUE`; an entry exactly `LISTEN_PID=` gets the child's pid appended.
+    pub env: Vec<Vec<u8>>,
+    /// Listening sockets that become fds 3, 4, … in the child.
+    pub listen_fds: &'a [RawFd],
+}
+
+/// Room for the decimal pid behind `LISTEN_PID=` (pid_max is at most 2^22, 7 digits).
+const PID_DIGITS: usize = 10;
+pub const LISTEN_PID_SLOT: &[u8] = b"LISTEN_PID=";
+
+/// Forks and execs `cmd`. Returns the child's pid once it has exec'd (or the exec error, with the
+/// child already reaped).
+pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
+    // Everything the child touches is allocated here, before fork.
+    let mut env: Vec<Vec<u8>> = plan.env.clone();
+    let mut slot_index = None;
+    for (i, entry) in env.iter_mut().enumerate() {
+        if entry.as_slice() == LISTEN_PID_SLOT {
+            entry.extend_from_slice(&[0; PID_DIGITS]);
+            slot_index = Some(i);
+        }
+        entry.push(0);
+    }
+    // Taken after the last push, so no reallocation can move it.
+    let pid_slot: *mut u8 = match slot_index {
+        // SAFETY: the entry is the prefix followed by PID_DIGITS + 1 reserved bytes.
+        Some(i) => unsafe { env[i].as_mut_ptr().add(LISTEN_PID_SLOT.len()) },
+        None => std::ptr::null_mut(),
+    };
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr().cast()).collect();
+    envp.push(std::ptr::null());
+    let mut argv: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let mut mask: libc::sigset_t = *plan.mask.as_ref();
+    let child_plan = ChildPlan {
+        path: cmd.path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        pid_slot,
+        mask: &mut mask,
+        foreground: plan.foreground,
+        listen_fds: plan.listen_fds,
+        status_fd: write_end.as_raw_fd(),
+    };
+
+    // SAFETY: init is single-threaded, so the child is a complete copy with no lock held by
+    // another thread; the child runs only `exec_child`, which makes async-signal-safe calls.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Fork(Errno::last()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see exec_child's contract.
+        unsafe { exec_child(&child_plan) }
+    }
+    drop(write_end);
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(&read_end, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if got == buf.len() {
+        let errno = Errno::from_raw(i32::from_ne_bytes(buf));
+        // The child _exits right after writing; reap it here so nobody mistakes it for the service.
+        let mut status = 0;
+        // SAFETY: plain waitpid on our own child; status is a valid out-pointer.
+        unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        return Err(SpawnError::Exec {
+            command: cmd.display.clone(),
+            errno,
+        });
+    }
+    Ok(pid)
+}
+
+struct ChildPlan<'a> {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    pid_slot: *mut u8,
+    mask: *mut libc::sigset_t,
+    foreground: bool,
+    listen_fds: &'a [RawFd],
+    status_fd: RawFd,
+}
+
+/// The child between fork and exec. Never returns.
+///
+/// # Safety
+/// Only to be called in a child just forked from a single-threaded parent. Every call below is
+/// async-signal-safe per signal-safety(7) (or a raw syscall); nothing allocates.
+unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
+    unsafe {
+        // Own process group; with a terminal on stdin, also its foreground group so Ctrl-C and
+        // Ctrl-Z reach the service (tcsetpgrp(3): allowed because SIGTTOU is still blocked here).
+        // Without a terminal, a new session: nothing can send the group a terminal signal.
+        if p.foreground && libc::isatty(0) == 1 {
+            libc::setpgid(0, 0);
+            libc::tcsetpgrp(0, libc::getpid());
+        } else if libc::setsid() < 0 {
+            libc::setpgid(0, 0);
+        }
+
+        // Mark every inherited fd above 2 close-on-exec (close_range(2), Linux 5.11; older kernels
+        // fail with ENOSYS and rely on init having created every fd with O_CLOEXEC).
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        let n = p.listen_fds.len() as RawFd;
+        let mut status_fd = p.status_fd;
+        if status_fd < 3 + n {
+            // Keep the status pipe out of the range the listeners are about to take.
+            status_fd = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 3 + n);
+        }
+        for (i, &fd) in p.listen_fds.iter().enumerate() {
+            let target = 3 + i as RawFd;
+            if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+            } else if libc::dup2(fd, target) < 0 {
+                fail(status_fd);
+            }
+        }
+        if !p.pid_slot.is_null() {
+            write_decimal(p.pid_slot, libc::getpid() as u32);
+        }
+
+        // Rust ignores SIGPIPE before main; the service expects the default. Init installs no
+        // other handler, so every other disposition is still what init was started with.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_SETMASK, p.mask, std::ptr::null_mut());
+
+        libc::execve(p.path, p.argv, p.envp);
+        fail(status_fd)
+    }
+}
+
+/// Reports errno to the parent and exits; async-signal-safe.
+unsafe fn fail(status_fd: RawFd) -> ! {
+    unsafe {
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(status_fd, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(if errno == libc::ENOENT || errno == libc::ENOTDIR {
+            127
+        } else {
+            126
+        })
+    }
+}
+
+/// Writes `n` in decimal followed by NUL at `dst` (room for PID_DIGITS bytes plus NUL is
+/// reserved by `spawn`); no allocation.
+unsafe fn write_decimal(dst: *mut u8, mut n: u32) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 || len == PID_DIGITS {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: dst has PID_DIGITS + 1 bytes; len <= PID_DIGITS.
+        unsafe { *dst.add(i) = digits[len - 1 - i] };
+    }
+    // SAFETY: as above, index len <= PID_DIGITS.
+    unsafe { *dst.add(len) = 0 };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_through_path() {
+        assert_eq!(resolve(OsStr::new("./x")), Some(PathBuf::from("./x")));
+        assert!(resolve(OsStr::new("sh")).is_some());
+        assert_eq!(resolve(OsStr::new("no-such-command-anywhere")), None);
+        assert_eq!(resolve(OsStr::new("")), None);
+    }
+
+    #[test]
+    fn decimal_writer() {
+        let mut buf = [b'x'; PID_DIGITS + 1];
+        // SAFETY: buf has PID_DIGITS + 1 bytes.
+        unsafe { write_decimal(buf.as_mut_ptr(), 4194304) };
+        assert_eq!(&buf[..8], b"4194304\0");
+        unsafe { write_decimal(buf.as_mut_ptr(), 0) };
+        assert_eq!(&buf[..2], b"0\0");
+    }
+}
