@@ -9,6 +9,12 @@ use crate::signals;
 use std::ffi::OsString;
 use std::time::Duration;
 
+/// Default grace period. `docker stop` waits 10 s before its own SIGKILL and Kubernetes 30 s;
+/// 8 s fits inside the tighter of the two with room for init's own SIGKILL and exit, so it is init
+/// (not the kernel) that ends the tree, and the exit status and log say what happened. On
+/// Kubernetes with a longer terminationGracePeriodSeconds, raise it to that minus a margin.
+pub const DEFAULT_GRACE: &str = "8s";
+
 #[derive(Debug)]
 pub struct Config {
     pub command: Vec<OsString>,
@@ -40,28 +46,33 @@ impl Config {
         for code in &cli.expect_exit {
             remap_exit.push((parse_code(code)?, 0));
         }
-        let grace = parse_duration(&cli.grace).map_err(|e| format!("invalid --grace: {e}"))?;
+        let grace = parse_duration(cli.grace.as_deref().unwrap_or(DEFAULT_GRACE))
+            .map_err(|e| format!("invalid --grace: {e}"))?;
+        let forward_to = match cli.forward_to.as_deref() {
+            _ if cli.single_child => ForwardTo::Child,
+            None | Some("group") => ForwardTo::Group,
+            Some("child") => ForwardTo::Child,
+            Some(other) => {
+                return Err(format!(
+                    "invalid --forward-to '{other}': expected group or child"
+                ));
+            }
+        };
         let pdeathsig = match &cli.pdeathsig {
             Some(s) => {
                 Some(signals::parse(s, false).map_err(|e| format!("invalid --pdeathsig: {e}"))?)
             }
             None => None,
         };
-        let verbose = cli.verbose.saturating_add(env_count("HANDOFF_VERBOSE")?);
-        let quiet = cli.quiet.saturating_add(env_count("HANDOFF_QUIET")?);
         Ok(Config {
             command: cli.command,
-            forward_to: if cli.single_child {
-                ForwardTo::Child
-            } else {
-                cli.forward_to
-            },
+            forward_to,
             rewrite,
             grace,
             remap_exit,
             pdeathsig,
             warn_on_reap: cli.warn_on_reap,
-            log_level: crate::log::level_from(verbose, quiet),
+            log_level: crate::log::level_from(cli.verbose, cli.quiet),
         })
     }
 
@@ -71,16 +82,6 @@ impl Config {
             .iter()
             .find(|(from, _)| *from == code)
             .map_or(code, |&(_, to)| to)
-    }
-}
-
-fn env_count(var: &str) -> Result<u8, String> {
-    match std::env::var(var) {
-        Ok(v) if v.is_empty() => Ok(0),
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("invalid {var}: '{v}' is not a number from 0 to 255")),
-        Err(_) => Ok(0),
     }
 }
 

@@ -8,7 +8,6 @@ mod procs;
 mod signals;
 mod spawn;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,9 +21,16 @@ fn main() -> ExitCode {
         }
     };
     ensure_std_fds();
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(cli::Parsed::Run(cli)) => cli,
+        Ok(cli::Parsed::Help) => return print(cli::HELP),
+        Ok(cli::Parsed::Version) => {
+            return print(concat!("handoff-init ", env!("CARGO_PKG_VERSION"), "\n"));
+        }
+        Err(msg) => {
+            log::write(format_args!("{msg} (try --help)"));
+            return ExitCode::from(2);
+        }
     };
     let cfg = match config::Config::from_cli(cli) {
         Ok(cfg) => cfg,
@@ -37,25 +43,10 @@ fn main() -> ExitCode {
     ExitCode::from(init::run(cfg, mask))
 }
 
-/// Help and version go to stdout with status 0; any other clap error becomes one line, status 2.
-fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        e.print().ok();
-        return ExitCode::SUCCESS;
-    }
-    let text = e.to_string();
-    let first: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| l.trim())
-        .collect();
-    let msg = first.join(" ");
-    log::write(format_args!(
-        "{} (try --help)",
-        msg.strip_prefix("error: ").unwrap_or(&msg)
-    ));
-    ExitCode::from(2)
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    std::io::stdout().write_all(text.as_bytes()).ok();
+    ExitCode::SUCCESS
 }
 
 /// If init was started with fd 0, 1 or 2 closed, open /dev/null there, so the signalfd and other
