@@ -163,8 +163,8 @@ impl Init {
             return;
         }
         if sender == std::process::id() as i32 {
-            // Our own doing, e.g. SIGPIPE from a log line written to a closed pipe.
-            debug!("ignoring {} raised by init itself", signals::name(sig));
+            // Our own doing: SIGPIPE from a log line written to a broken stderr. Not logged,
+            // since that write would raise the next one.
             return;
         }
         let from = crate::log::sender(sender);

@@ -1,1 +1,246 @@
-fn main() {}
+//! handoff-testsvc: the project's test service. A real LISTEN_FDS / sd_notify consumer that the
+//! integration, docker and benchmark tests run under handoff-init (and under other inits).
+
+mod health;
+mod http;
+mod listen;
+mod notify;
+mod orphans;
+mod selffork;
+mod sys;
+mod wait;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+const ABOUT: &str = "\
+handoff-testsvc: the test service of handoff-init. Every line it logs starts with `testsvc[PID]: `.
+
+  wait      no sockets; prints `got SIGNAME` for every signal it receives (stdout)
+  http      HTTP/1.1 server on LISTEN_FDS sockets (or --bind), sd_notify readiness, graceful drain
+  orphans   makes N orphaned grandchildren and waits until the init has reaped them
+
+Exit codes: 0 graceful, 1 setup failure (no sockets, bind error, bad LISTEN_FDS), 2 usage,
+3 --fail-start, --exit-code N for `wait`.";
+
+const HTTP_HELP: &str = "\
+http in detail:
+Sockets: takes LISTEN_FDS exactly as systemd consumers do (LISTEN_PID must be our pid when set,
+fds 3..3+N get FD_CLOEXEC, LISTEN_* are removed, each fd must be a socket; listening TCP and unix
+stream sockets are served, others kept open unserved). Without LISTEN_FDS it binds --bind
+addresses. Exits 1 when it ends up with no listener.
+
+Requests: any path answers 200 with the body `pid=<pid> gen=<HANDOFF_GENERATION or 0> path=<path>`
+and Content-Length; `?delay=MS` delays that response. Keep-alive as HTTP/1.1 says.
+
+Lifecycle (stderr): `listening on ...`, `ready gen=N fds=K` once it accepts (after --start-delay;
+`READY=1` and `STATUS=serving gen N` go to $NOTIFY_SOCKET), `got SIGNAME from pid P`,
+`draining` (SIGTERM, SIGINT or SIGQUIT: sends STOPPING=1, closes its listener fds without
+shutdown(2), finishes in-flight requests, answers the next request of each keep-alive
+connection with `Connection: close`, closes idle ones after --drain-idle), then
+`graceful shutdown complete` and exit 0.
+
+--self-fork: on SIGHUP, fork+exec a copy (same executable and argv) with the listeners at fds
+3.., LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID=<copy's pid> and TESTSVC_PARENT_PID=<our pid>. When
+ready the copy sends `MAINPID=<its pid>` + `READY=1` and SIGTERM to its parent, which drains.";
+
+const USAGE: &str = "\
+usage: handoff-testsvc wait [--exit-code N] [--ignore-term] [--report FILE] [--print-self]
+       handoff-testsvc http [--bind ADDR]... [--start-delay MS] [--request-delay MS]
+                            [--drain-idle MS] [--fail-start] [--never-ready] [--ignore-term]
+                            [--self-fork] [--health ADDR] [--require-listen-pid]
+       handoff-testsvc orphans N [--linger] [--timeout MS]
+       handoff-testsvc --help";
+
+const OPTIONS_HELP: &str = "\
+wait options:
+  --exit-code N        exit code after a graceful shutdown (default 0)
+  --ignore-term        log SIGTERM but keep waiting (SIGINT still ends it)
+  --report FILE        also append every line to FILE
+  --print-self         first print `sigblk=<hex> sigign=<hex> fds=<list> pgid=<n> sid=<n>` as
+                       inherited at exec (bit layout of SigBlk/SigIgn in /proc/self/status)
+
+http options:
+  --bind ADDR          without LISTEN_FDS, bind HOST:PORT (port 0 = any) or unix:/path; repeatable
+  --start-delay MS     wait MS before accepting and sending READY=1 (default 0)
+  --request-delay MS   delay every response by MS; a request's ?delay=MS wins (default 0)
+  --drain-idle MS      while draining, close keep-alive connections idle MS after the drain
+                       began (default 2000)
+  --fail-start         exit 3 after --start-delay, never ready
+  --never-ready        never accept, never send READY=1 (SIGTERM still ends it)
+  --ignore-term        log and ignore SIGTERM (SIGINT and SIGQUIT still drain)
+  --self-fork          on SIGHUP, start a copy of itself on the same sockets, which then stops
+                       this process (see below)
+  --health ADDR        health port bound once ready: HOST:PORT, HOST:PORT+gen (port plus
+                       HANDOFF_GENERATION) or unix:/path ({gen} replaced); GET / answers 200,
+                       503 while draining
+  --require-listen-pid ignore LISTEN_FDS when LISTEN_PID is missing, as libsystemd does
+                       (default: accept it, as the listenfd crate does)
+
+orphans options:
+  N                    how many orphans
+  --linger             the orphans call setsid() and live until SIGTERM
+  --timeout MS         exit 1 unless all are reaped within MS (default 10000 without --linger,
+                       none with it)";
+
+/// Options of `wait`.
+pub struct WaitArgs {
+    pub exit_code: i32,
+    pub ignore_term: bool,
+    pub report: Option<PathBuf>,
+    pub print_self: bool,
+}
+
+/// Options of `http`.
+#[derive(Default)]
+pub struct HttpArgs {
+    pub bind: Vec<String>,
+    pub start_delay: u64,
+    pub request_delay: u64,
+    pub drain_idle: u64,
+    pub fail_start: bool,
+    pub never_ready: bool,
+    pub ignore_term: bool,
+    pub self_fork: bool,
+    pub health: Option<String>,
+    pub require_listen_pid: bool,
+}
+
+/// Options of `orphans`.
+pub struct OrphansArgs {
+    pub count: usize,
+    pub linger: bool,
+    pub timeout: Option<u64>,
+}
+
+enum Command {
+    Wait(WaitArgs),
+    Http(HttpArgs),
+    Orphans(OrphansArgs),
+    Help,
+}
+
+/// The remaining arguments of one subcommand, with typed accessors for option values.
+struct ArgIter {
+    args: std::vec::IntoIter<String>,
+}
+
+impl ArgIter {
+    fn value(&mut self, flag: &str) -> Result<String, String> {
+        self.args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, flag: &str) -> Result<T, String> {
+        let v = self.value(flag)?;
+        v.parse()
+            .map_err(|_| format!("{flag}: {v:?} is not a number"))
+    }
+}
+
+fn parse(args: Vec<String>) -> Result<Command, String> {
+    let mut it = ArgIter {
+        args: args.into_iter(),
+    };
+    let sub = it.args.next().ok_or("missing subcommand")?;
+    match sub.as_str() {
+        "-h" | "--help" | "help" => Ok(Command::Help),
+        "wait" => parse_wait(it).map(Command::Wait),
+        "http" => parse_http(it).map(Command::Http),
+        "orphans" => parse_orphans(it).map(Command::Orphans),
+        other => Err(format!("unknown subcommand {other:?}")),
+    }
+}
+
+fn parse_wait(mut it: ArgIter) -> Result<WaitArgs, String> {
+    let mut a = WaitArgs {
+        exit_code: 0,
+        ignore_term: false,
+        report: None,
+        print_self: false,
+    };
+    while let Some(flag) = it.args.next() {
+        match flag.as_str() {
+            "--exit-code" => a.exit_code = it.number(&flag)?,
+            "--ignore-term" => a.ignore_term = true,
+            "--report" => a.report = Some(PathBuf::from(it.value(&flag)?)),
+            "--print-self" => a.print_self = true,
+            other => return Err(format!("wait: unknown option {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn parse_http(mut it: ArgIter) -> Result<HttpArgs, String> {
+    let mut a = HttpArgs {
+        drain_idle: 2000,
+        ..HttpArgs::default()
+    };
+    while let Some(flag) = it.args.next() {
+        match flag.as_str() {
+            "--bind" => a.bind.push(it.value(&flag)?),
+            "--start-delay" => a.start_delay = it.number(&flag)?,
+            "--request-delay" => a.request_delay = it.number(&flag)?,
+            "--drain-idle" => a.drain_idle = it.number(&flag)?,
+            "--fail-start" => a.fail_start = true,
+            "--never-ready" => a.never_ready = true,
+            "--ignore-term" => a.ignore_term = true,
+            "--self-fork" => a.self_fork = true,
+            "--health" => a.health = Some(it.value(&flag)?),
+            "--require-listen-pid" => a.require_listen_pid = true,
+            other => return Err(format!("http: unknown option {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn parse_orphans(mut it: ArgIter) -> Result<OrphansArgs, String> {
+    let mut count = None;
+    let mut a = OrphansArgs {
+        count: 0,
+        linger: false,
+        timeout: None,
+    };
+    while let Some(arg) = it.args.next() {
+        match arg.as_str() {
+            "--linger" => a.linger = true,
+            "--timeout" => a.timeout = Some(it.number(&arg)?),
+            n if count.is_none() && !n.starts_with('-') => {
+                count = Some(
+                    n.parse()
+                        .map_err(|_| format!("orphans: {n:?} is not a count"))?,
+                )
+            }
+            other => return Err(format!("orphans: unexpected argument {other:?}")),
+        }
+    }
+    a.count = count.ok_or("orphans: missing N")?;
+    Ok(a)
+}
+
+/// One lifecycle line on stderr; never panics (stderr may be closed).
+pub fn log(msg: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "testsvc[{}]: {msg}",
+        std::process::id()
+    );
+}
+
+fn main() {
+    let code = match parse(std::env::args().skip(1).collect()) {
+        Ok(Command::Help) => {
+            println!("{ABOUT}\n\n{USAGE}\n\n{OPTIONS_HELP}\n\n{HTTP_HELP}");
+            0
+        }
+        Ok(Command::Wait(args)) => wait::run(args),
+        Ok(Command::Http(args)) => http::run(args),
+        Ok(Command::Orphans(args)) => orphans::run(args),
+        Err(e) => {
+            log(&format!("{e}\n{USAGE}"));
+            2
+        }
+    };
+    std::process::exit(code);
+}

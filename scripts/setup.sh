@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests, the Docker end-to-end cases and the demo need on a fresh Debian
+# machine (run as root). Idempotent and quick when everything is already there.
+set -euo pipefail
+
+need_apt=()
+command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# gunicorn from PyPI: a real third-party LISTEN_FDS consumer for the handoff tests.
+if ! python3 -c 'import gunicorn' >/dev/null 2>&1; then
+    echo "setup: pip install gunicorn"
+    python3 -m pip install -q gunicorn
+fi
+
+# The static binary is built for musl when the target can be had, else glibc static.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -q x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "setup: musl target unavailable; static builds use glibc"
+fi
+echo "setup: ok"
