@@ -31,13 +31,27 @@ pub struct Cli {
     pub single_child: bool,
     pub verbose: u8,
     pub quiet: u8,
+    pub listen: Vec<String>,
+    pub ready: Option<String>,
+    pub ready_timeout: Option<String>,
+    pub handoff_signal: Option<String>,
+    pub stop_signal: Option<String>,
+    pub drain_timeout: Option<String>,
+    pub no_listen_pid: bool,
+    pub restart: Option<String>,
+    pub track: Option<String>,
+    pub pidfile: Option<String>,
+    pub control: Option<String>,
+    pub runtime_dir: Option<String>,
     pub command: Vec<OsString>,
 }
 
 /// What `parse` found: run a command, or print something and exit 0.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Cli),
+    Run(Box<Cli>),
+    /// `handoff-init ctl ARGS…`: the control client.
+    Ctl(Vec<String>),
     Help,
     Version,
 }
@@ -54,6 +68,18 @@ enum Opt {
     SingleChild,
     Verbose,
     Quiet,
+    Listen,
+    Ready,
+    ReadyTimeout,
+    HandoffSignal,
+    StopSignal,
+    DrainTimeout,
+    NoListenPid,
+    Restart,
+    Track,
+    Pidfile,
+    Control,
+    RuntimeDir,
     Ignored,
     Help,
     Version,
@@ -72,6 +98,18 @@ const OPTIONS: &[(&str, char, bool, Opt)] = &[
     ("single-child", 'c', false, Opt::SingleChild),
     ("verbose", 'v', false, Opt::Verbose),
     ("quiet", 'q', false, Opt::Quiet),
+    ("listen", '\0', true, Opt::Listen),
+    ("ready", '\0', true, Opt::Ready),
+    ("ready-timeout", '\0', true, Opt::ReadyTimeout),
+    ("handoff-signal", '\0', true, Opt::HandoffSignal),
+    ("stop-signal", '\0', true, Opt::StopSignal),
+    ("drain-timeout", '\0', true, Opt::DrainTimeout),
+    ("no-listen-pid", '\0', false, Opt::NoListenPid),
+    ("restart", '\0', true, Opt::Restart),
+    ("track", '\0', true, Opt::Track),
+    ("pidfile", '\0', true, Opt::Pidfile),
+    ("control", '\0', true, Opt::Control),
+    ("runtime-dir", '\0', true, Opt::RuntimeDir),
     // tini's -s (subreaper: always done when not PID 1) and -g (group: the default here).
     ("", 's', false, Opt::Ignored),
     ("", 'g', false, Opt::Ignored),
@@ -100,6 +138,27 @@ Options (each also from the environment as HANDOFF_<NAME>, e.g. HANDOFF_GRACE=5s
   -v, --verbose                 more log lines (repeat for more; HANDOFF_VERBOSE=N)
   -q, --quiet                   fewer log lines (repeat for errors only; HANDOFF_QUIET=N)
   -s, -g                        accepted for tini compatibility (always on)
+
+Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, control socket):
+      --listen [NAME=]URL       hold a listening socket for init's whole life and pass it to every
+                                generation (LISTEN_FDS): tcp://127.0.0.1:8080, tcp://[::]:8080,
+                                udp://0.0.0.0:5353, unix:///run/app.sock; repeatable
+      --ready MODE              when a new generation is ready: notify (READY=1 on NOTIFY_SOCKET,
+                                the default), delay:DURATION, exec:COMMAND (exits 0), tcp:HOST:PORT
+                                (a separate health port accepts)
+      --ready-timeout DURATION  a new generation not ready by then is killed [default: 60s]
+      --handoff-signal SIGNAL   start a handoff on this signal [default: HUP with --listen]
+      --stop-signal SIGNAL      sent to the old generation to drain it [default: TERM]
+      --drain-timeout DURATION  then the old generation's group gets SIGKILL [default: 30s]
+      --no-listen-pid           do not set LISTEN_PID (for wrappers that fork instead of exec)
+      --restart never|on-failure  restart a crashed service with backoff, sockets held [never]
+      --track main|group        the service lives while its main pid (main) or any process of its
+                                group (group: self-forking servers) lives [default: main]
+      --pidfile PATH            the service lives while the pid written in PATH lives
+      --control PATH            control socket [default: RUNTIME_DIR/control.sock]
+      --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init]
+
+Control client: handoff-init ctl reload|status [--json] [--control PATH]
   -h, --help                    this text;  -V, --version  the version
 
 Exit status: the command's own; 128+N if it died of signal N; 126 command not executable;
@@ -110,7 +169,13 @@ Exit status: the command's own; 128+N if it died of signal N; 126 command not ex
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
     let mut cli = Cli::default();
     let mut given: Vec<Opt> = Vec::new();
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "ctl") {
+        let rest: Option<Vec<String>> = args.skip(1).map(|a| a.into_string().ok()).collect();
+        return rest
+            .map(Parsed::Ctl)
+            .ok_or_else(|| "ctl arguments must be UTF-8".into());
+    }
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
             cli.command.push(arg);
@@ -174,7 +239,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         return Err("missing COMMAND: usage is handoff-init [OPTIONS] -- COMMAND [ARG]...".into());
     }
     from_env(&mut cli, &given, |k| std::env::var(k).ok())?;
-    Ok(Parsed::Run(cli))
+    Ok(Parsed::Run(Box::new(cli)))
 }
 
 fn next_value(args: &mut impl Iterator<Item = OsString>, flag: &str) -> Result<String, String> {
@@ -199,6 +264,18 @@ fn apply(cli: &mut Cli, opt: Opt, value: Option<String>) -> Option<Parsed> {
         Opt::SingleChild => cli.single_child = true,
         Opt::Verbose => cli.verbose = cli.verbose.saturating_add(1),
         Opt::Quiet => cli.quiet = cli.quiet.saturating_add(1),
+        Opt::Listen => cli.listen.push(v),
+        Opt::Ready => cli.ready = Some(v),
+        Opt::ReadyTimeout => cli.ready_timeout = Some(v),
+        Opt::HandoffSignal => cli.handoff_signal = Some(v),
+        Opt::StopSignal => cli.stop_signal = Some(v),
+        Opt::DrainTimeout => cli.drain_timeout = Some(v),
+        Opt::NoListenPid => cli.no_listen_pid = true,
+        Opt::Restart => cli.restart = Some(v),
+        Opt::Track => cli.track = Some(v),
+        Opt::Pidfile => cli.pidfile = Some(v),
+        Opt::Control => cli.control = Some(v),
+        Opt::RuntimeDir => cli.runtime_dir = Some(v),
         Opt::Ignored => {}
         Opt::Help => return Some(Parsed::Help),
         Opt::Version => return Some(Parsed::Version),
@@ -236,7 +313,7 @@ fn from_env(
                 _ => return Err(format!("invalid {var}: '{value}' (expected 1 or 0)")),
             }
             apply(cli, opt, None);
-        } else if matches!(opt, Opt::Rewrite | Opt::RemapExit) {
+        } else if matches!(opt, Opt::Rewrite | Opt::RemapExit | Opt::Listen) {
             for part in value.split(',').filter(|p| !p.is_empty()) {
                 apply(cli, opt, Some(part.trim().to_string()));
             }
@@ -253,7 +330,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Cli, String> {
         match parse(args.iter().map(OsString::from))? {
-            Parsed::Run(cli) => Ok(cli),
+            Parsed::Run(cli) => Ok(*cli),
             other => Err(format!("{other:?}")),
         }
     }

@@ -27,6 +27,61 @@ pub struct Config {
     pub pdeathsig: Option<i32>,
     pub warn_on_reap: bool,
     pub log_level: Level,
+    /// The supervisor's options; `None` in plain init mode (no --listen and no handoff option),
+    /// where the command's environment is passed on unchanged and no socket is created.
+    pub supervise: Option<Supervise>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ready {
+    /// READY=1 on NOTIFY_SOCKET.
+    Notify,
+    Delay(Duration),
+    /// The probe command exits 0.
+    Exec(Vec<OsString>),
+    /// A TCP connect to a separate health port succeeds.
+    Tcp(std::net::SocketAddr),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    Never,
+    OnFailure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Track {
+    Main,
+    Group,
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervise {
+    pub listen: Vec<crate::listen::Spec>,
+    pub ready: Ready,
+    pub ready_timeout: Duration,
+    pub handoff_signal: Option<i32>,
+    pub stop_signal: i32,
+    pub drain_timeout: Duration,
+    pub listen_pid: bool,
+    pub restart: Restart,
+    pub track: Track,
+    pub pidfile: Option<std::path::PathBuf>,
+    pub runtime_dir: std::path::PathBuf,
+    pub control: std::path::PathBuf,
+}
+
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/handoff-init";
+
+/// The control socket a client should talk to: --control, HANDOFF_CONTROL, HANDOFF_RUNTIME_DIR, or
+/// the default runtime dir.
+pub fn control_path(explicit: Option<&str>, runtime_dir: Option<&str>) -> std::path::PathBuf {
+    match explicit {
+        Some(p) => p.into(),
+        None => {
+            std::path::Path::new(runtime_dir.unwrap_or(DEFAULT_RUNTIME_DIR)).join("control.sock")
+        }
+    }
 }
 
 impl Config {
@@ -64,6 +119,7 @@ impl Config {
             }
             None => None,
         };
+        let supervise = supervise(&cli)?;
         Ok(Config {
             command: cli.command,
             forward_to,
@@ -73,6 +129,7 @@ impl Config {
             pdeathsig,
             warn_on_reap: cli.warn_on_reap,
             log_level: crate::log::level_from(cli.verbose, cli.quiet),
+            supervise,
         })
     }
 
@@ -94,6 +151,99 @@ pub fn parse_rewrite(rule: &str) -> Result<(i32, i32), String> {
         signals::parse(from, false).map_err(|e| format!("invalid --rewrite '{rule}': {e}"))?;
     let to = signals::parse(to, true).map_err(|e| format!("invalid --rewrite '{rule}': {e}"))?;
     Ok((from, to))
+}
+
+fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
+    let wanted = !cli.listen.is_empty()
+        || cli.ready.is_some()
+        || cli.handoff_signal.is_some()
+        || cli.control.is_some()
+        || cli.restart.is_some()
+        || cli.track.is_some()
+        || cli.pidfile.is_some()
+        || cli.no_listen_pid
+        || cli.drain_timeout.is_some()
+        || cli.ready_timeout.is_some()
+        || cli.stop_signal.is_some();
+    if !wanted {
+        return Ok(None);
+    }
+    let listen = cli
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, s)| crate::listen::Spec::parse(s, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dur = |v: &Option<String>, name: &str, default: &str| {
+        parse_duration(v.as_deref().unwrap_or(default))
+            .map_err(|e| format!("invalid --{name}: {e}"))
+    };
+    let sig = |v: &Option<String>, name: &str| {
+        v.as_deref()
+            .map(|s| signals::parse(s, false).map_err(|e| format!("invalid --{name}: {e}")))
+            .transpose()
+    };
+    let ready = match cli.ready.as_deref() {
+        None | Some("notify") => Ready::Notify,
+        Some(r) if r.starts_with("delay:") => {
+            Ready::Delay(parse_duration(&r[6..]).map_err(|e| format!("invalid --ready: {e}"))?)
+        }
+        Some(r) if r.starts_with("exec:") => {
+            let words: Vec<OsString> = r[5..].split_whitespace().map(OsString::from).collect();
+            if words.is_empty() {
+                return Err("invalid --ready 'exec:': expected exec:COMMAND [ARG]...".into());
+            }
+            Ready::Exec(words)
+        }
+        Some(r) if r.starts_with("tcp:") => Ready::Tcp(
+            r[4..]
+                .parse()
+                .map_err(|_| format!("invalid --ready '{r}': expected tcp:IP:PORT"))?,
+        ),
+        Some(r) => {
+            return Err(format!(
+                "invalid --ready '{r}': expected notify, delay:DURATION, exec:COMMAND or tcp:IP:PORT"
+            ));
+        }
+    };
+    let handoff_signal = match sig(&cli.handoff_signal, "handoff-signal")? {
+        Some(s) => Some(s),
+        None if !listen.is_empty() => Some(libc::SIGHUP),
+        None => None,
+    };
+    let restart = match cli.restart.as_deref() {
+        None | Some("never") => Restart::Never,
+        Some("on-failure") => Restart::OnFailure,
+        Some(o) => {
+            return Err(format!(
+                "invalid --restart '{o}': expected never or on-failure"
+            ));
+        }
+    };
+    let track = match cli.track.as_deref() {
+        None | Some("main") => Track::Main,
+        Some("group") => Track::Group,
+        Some(o) => return Err(format!("invalid --track '{o}': expected main or group")),
+    };
+    let runtime_dir: std::path::PathBuf = cli
+        .runtime_dir
+        .as_deref()
+        .unwrap_or(DEFAULT_RUNTIME_DIR)
+        .into();
+    Ok(Some(Supervise {
+        listen,
+        ready,
+        ready_timeout: dur(&cli.ready_timeout, "ready-timeout", "60s")?,
+        handoff_signal,
+        stop_signal: sig(&cli.stop_signal, "stop-signal")?.unwrap_or(libc::SIGTERM),
+        drain_timeout: dur(&cli.drain_timeout, "drain-timeout", "30s")?,
+        listen_pid: !cli.no_listen_pid,
+        restart,
+        track,
+        pidfile: cli.pidfile.as_deref().map(Into::into),
+        control: control_path(cli.control.as_deref(), cli.runtime_dir.as_deref()),
+        runtime_dir,
+    }))
 }
 
 fn parse_code(text: &str) -> Result<u8, String> {

@@ -1,14 +1,18 @@
-//! The init's life: start the command, then one loop that reaps, forwards signals and shuts the
-//! whole tree down within the grace period. Single thread, one `poll()`, no timer while idle.
+//! The init's life: start the service, then one loop that reaps, forwards signals, runs the
+//! supervisor's state machine (`handoff`) and shuts the whole tree down within the grace period.
+//! Single thread, one `poll()` over the signalfd, the notify socket and the control socket, with
+//! the earliest deadline as timeout: no wake-up at all while idle.
 //!
-//! Before the command is started every error is fatal and nothing is left behind. After it, init
-//! never bails out: failures (ESRCH on kill, a write to a closed stderr) are at most a log line.
+//! Before the first generation is started every error is fatal and nothing is left behind. After
+//! it, init never bails out: failures (ESRCH on kill, a failed generation, a write to a closed
+//! stderr) are at most a log line.
 
 use crate::cli::ForwardTo;
-use crate::config::Config;
-use crate::procs;
-use crate::signals;
+use crate::config::{Config, Ready, Supervise, Track};
+use crate::handoff::{Action, Machine, ReadyKind, Settings};
+use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
+use crate::{control, listen, notify, procs, signals};
 use crate::{debug, error, info, warn};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -16,6 +20,7 @@ use nix::sys::signal::SigSet;
 use nix::sys::signalfd::SignalFd;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Runs the command under init and returns init's exit code.
@@ -26,24 +31,93 @@ pub fn run(cfg: Config, mask: SigSet) -> u8 {
     }
 }
 
+/// The processes one live generation is tracked by.
+struct Tracked {
+    generation: u32,
+    pgid: i32,
+    /// The command init started, or what MAINPID= / --pidfile pointed to since.
+    main: i32,
+    main_reaped: bool,
+    /// Status of the main pid, or (with --track group) of the last process of the group.
+    code: Option<u8>,
+}
+
+/// What only the supervisor has: sockets and the runtime directory. Fields drop in order, so
+/// the sockets are unlinked before the directory is removed.
+struct Sup {
+    opts: Supervise,
+    listeners: Vec<Listener>,
+    notify: notify::Server,
+    control: control::Server,
+    upstream: Option<String>,
+    /// Held for its Drop: removes the directory after the sockets in it.
+    _dir: RuntimeDir,
+}
+
+struct RuntimeDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl RuntimeDir {
+    fn create(path: PathBuf) -> Result<RuntimeDir, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let created = !path.exists();
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create runtime dir {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make runtime dir {} private: {e}", path.display()))?;
+        Ok(RuntimeDir { path, created })
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if self.created {
+            std::fs::remove_dir(&self.path).ok();
+        }
+    }
+}
+
 struct Init {
     cfg: Config,
+    mask: SigSet,
     sfd: SignalFd,
-    /// The command init started; `None` once it has exited.
-    main: Option<i32>,
-    main_code: Option<u8>,
-    /// When leftovers get SIGKILL; set by the first shutdown signal or the command's exit.
+    command: Command,
+    /// The environment every generation starts from.
+    env: Vec<Vec<u8>>,
+    sup: Option<Sup>,
+    machine: Machine,
+    tracked: Vec<Tracked>,
+    /// Readiness probes running: (pid, generation).
+    probes: Vec<(i32, u32)>,
+    /// Control clients waiting for a reload, and whether they asked for JSON.
+    json_waiters: Vec<u64>,
+    /// The service is over: init's exit code; the rest of the tree is being stopped.
+    over: Option<u8>,
+    /// When leftovers get SIGKILL; set by the first shutdown signal or the end of the service.
     deadline: Option<Instant>,
     killed: bool,
+    started: Instant,
+}
+
+fn kill(pid: i32, sig: i32) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions; ESRCH is an answer, not a fault.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+fn env_entry(k: &str, v: &str) -> Vec<u8> {
+    format!("{k}={v}").into_bytes()
 }
 
 impl Init {
     fn start(cfg: Config, mask: SigSet) -> Result<Init, u8> {
-        let fatal = |what: &str, e: Errno| {
-            error!("{what}: {}", e.desc());
+        let fatal = |msg: String| {
+            error!("{msg}");
             1
         };
-        let sfd = signals::signalfd().map_err(|e| fatal("cannot create signalfd", e))?;
+        let sfd = signals::signalfd()
+            .map_err(|e| fatal(format!("cannot create signalfd: {}", e.desc())))?;
         if std::process::id() != 1 {
             // Orphans of the service are reparented to us rather than to the real PID 1, so we
             // can reap them and stop them at shutdown (prctl(2) PR_SET_CHILD_SUBREAPER).
@@ -55,14 +129,28 @@ impl Init {
         if let Some(sig) = cfg.pdeathsig {
             // SAFETY: prctl with integer arguments only.
             if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
-                return Err(fatal("cannot set the parent-death signal", Errno::last()));
+                return Err(fatal(format!(
+                    "cannot set the parent-death signal: {}",
+                    Errno::last().desc()
+                )));
             }
         }
         let command = Command::prepare(&cfg.command).map_err(|e| {
             error!("{e}");
             e.exit_code()
         })?;
+        let sup = match &cfg.supervise {
+            Some(opts) => Some(Self::supervisor(opts).map_err(fatal)?),
+            None => None,
+        };
+        let protocol = [
+            "LISTEN_PID",
+            "LISTEN_FDS",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+        ];
         let env: Vec<Vec<u8>> = std::env::vars_os()
+            .filter(|(k, _)| sup.is_none() || !protocol.iter().any(|p| k == p))
             .map(|(k, v)| {
                 let mut kv = k.into_vec();
                 kv.push(b'=');
@@ -70,57 +158,116 @@ impl Init {
                 kv
             })
             .collect();
-        let plan = Plan {
-            mask: &mask,
-            foreground: true,
-            env,
-            listen_fds: &[],
+        let settings = match &cfg.supervise {
+            None => Settings {
+                ready: ReadyKind::Immediately,
+                ready_timeout: Duration::ZERO,
+                drain_timeout: Duration::ZERO,
+                stop_signal: libc::SIGTERM,
+                restart_on_failure: false,
+            },
+            Some(o) => Settings {
+                ready: match o.ready {
+                    Ready::Notify => ReadyKind::Told,
+                    Ready::Delay(d) => ReadyKind::Delay(d),
+                    Ready::Exec(_) | Ready::Tcp(_) => ReadyKind::Probe(Duration::from_millis(100)),
+                },
+                ready_timeout: o.ready_timeout,
+                drain_timeout: o.drain_timeout,
+                stop_signal: o.stop_signal,
+                restart_on_failure: o.restart == crate::config::Restart::OnFailure,
+            },
         };
-        let pid = spawn::spawn(&command, &plan).map_err(|e| {
-            error!("{e}");
-            e.exit_code()
-        })?;
-        info!("started '{}' as pid {pid}", command.display);
-        // From here on init does not bail out: it reaps and forwards until nothing is left.
-        Ok(Init {
+        let mut init = Init {
             cfg,
+            mask,
             sfd,
-            main: Some(pid),
-            main_code: None,
+            command,
+            env,
+            sup,
+            machine: Machine::new(settings),
+            tracked: Vec::new(),
+            probes: Vec::new(),
+            json_waiters: Vec::new(),
+            over: None,
             deadline: None,
             killed: false,
+            started: Instant::now(),
+        };
+        let first = init.machine.start(Instant::now());
+        init.exec(first);
+        if init.tracked.is_empty() {
+            // The command could not be started: nothing was left running.
+            return Err(init.over.unwrap_or(1));
+        }
+        // From here on init does not bail out: it reaps and forwards until nothing is left.
+        Ok(init)
+    }
+
+    /// Sockets and the runtime directory, all made before the first generation starts; on error
+    /// what was made is removed again by Drop.
+    fn supervisor(opts: &Supervise) -> Result<Sup, String> {
+        let upstream = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let mut listeners = listen::adopt()?;
+        listeners.extend(listen::bind_all(&opts.listen)?);
+        if listeners.len() > (listen::HIGH_FD - 3) as usize {
+            return Err(format!("too many listeners ({})", listeners.len()));
+        }
+        let dir = RuntimeDir::create(opts.runtime_dir.clone())?;
+        let control = control::Server::bind(&opts.control)?;
+        let notify = notify::Server::bind(&dir.path.join("notify.sock"))?;
+        for (i, l) in listeners.iter().enumerate() {
+            info!(
+                "listening on {}={} (fd {} in each generation)",
+                l.name,
+                l.url,
+                3 + i
+            );
+        }
+        Ok(Sup {
+            opts: opts.clone(),
+            listeners,
+            notify,
+            control,
+            upstream,
+            _dir: dir,
         })
     }
 
     fn serve(&mut self) -> u8 {
         loop {
-            let children_left = procs::reap(|pid, status| self.on_exit(pid, status));
-            if let Some(code) = self.main_code
+            let children_left = self.reap();
+            self.check_tracked();
+            if let Some(code) = self.over
                 && !children_left
             {
                 let code = self.cfg.remap(code);
                 info!("exiting with status {code}");
                 return code;
             }
-            let timeout = match self.deadline {
-                Some(d) if !self.killed => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        self.kill_leftovers();
-                        continue;
-                    }
-                    Some(left)
-                }
-                _ => None,
-            };
-            self.wait(timeout);
+            let now = Instant::now();
+            let due = self.machine.tick(now);
+            self.exec(due);
+            if !self.killed && self.deadline.is_some_and(|d| d <= now) {
+                self.kill_leftovers();
+                continue;
+            }
+            let grace = self.deadline.filter(|_| !self.killed);
+            let next = [grace, self.machine.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
             while let Ok(Some(info)) = self.sfd.read_signal() {
                 self.on_signal(info.ssi_signo as i32, info.ssi_pid as i32);
             }
+            self.service_sockets();
         }
     }
 
-    /// Sleeps until a signal arrives or `timeout` passes; no timeout means no wake-up at all.
+    /// Sleeps until a signal or a message arrives or `timeout` passes; no timeout, no wake-up.
     fn wait(&self, timeout: Option<Duration>) {
         let timeout = match timeout {
             // Round up so we never wake a millisecond early and spin.
@@ -130,31 +277,106 @@ impl Init {
             }
             None => PollTimeout::NONE,
         };
-        let mut fds = [PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(sup) = &self.sup {
+            fds.push(PollFd::new(sup.notify.fd.as_fd(), PollFlags::POLLIN));
+            fds.extend(
+                sup.control
+                    .poll_fds()
+                    .into_iter()
+                    .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+            );
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => warn!("poll failed: {}", e.desc()),
         }
     }
 
-    fn on_exit(&mut self, pid: i32, status: libc::c_int) {
-        let code = procs::exit_code(status);
-        if Some(pid) == self.main {
-            info!("command (pid {pid}) exited with status {code}");
-            self.main = None;
-            self.main_code = Some(code);
-            self.begin_shutdown("the command exited");
-            if procs::signal_all(libc::SIGTERM) > 0 {
-                info!(
-                    "sent SIGTERM to the remaining processes; SIGKILL in {:?}",
-                    self.left()
+    /// Reaps every ended child; returns whether any child is left.
+    fn reap(&mut self) -> bool {
+        let want_group = self
+            .sup
+            .as_ref()
+            .is_some_and(|s| s.opts.track == Track::Group);
+        let mut exits = Vec::new();
+        let left = procs::reap(want_group, |pid, status, pgrp| {
+            exits.push((pid, status, pgrp))
+        });
+        for (pid, status, pgrp) in exits {
+            let code = procs::exit_code(status);
+            if let Some(i) = self.probes.iter().position(|&(p, _)| p == pid) {
+                let (_, generation) = self.probes.remove(i);
+                debug!("generation {generation}: readiness probe exited with status {code}");
+                let acts = self
+                    .machine
+                    .probe_result(generation, code == 0, Instant::now());
+                self.exec(acts);
+            } else if let Some(t) = self.tracked.iter_mut().find(|t| t.main == pid) {
+                t.main_reaped = true;
+                t.code = Some(code);
+            } else if let Some(t) = self.tracked.iter_mut().find(|t| pgrp == Some(t.pgid)) {
+                t.code = Some(code);
+                debug!(
+                    "generation {}: pid {pid} exited with status {code}",
+                    t.generation
                 );
-                procs::signal_all(libc::SIGCONT);
+            } else if self.cfg.warn_on_reap {
+                warn!("reaped zombie pid {pid} (status {code})");
+            } else {
+                debug!("reaped pid {pid} (status {code})");
             }
-        } else if self.cfg.warn_on_reap {
-            warn!("reaped zombie pid {pid} (status {code})");
-        } else {
-            debug!("reaped pid {pid} (status {code})");
+        }
+        left
+    }
+
+    /// Generations whose tracked processes are all gone have ended.
+    fn check_tracked(&mut self) {
+        let track = self.sup.as_ref().map_or(Track::Main, |s| s.opts.track);
+        let pidfile = self.sup.as_ref().and_then(|s| s.opts.pidfile.clone());
+        let mut ended = Vec::new();
+        for t in &mut self.tracked {
+            let mut alive = !t.main_reaped && procs::alive(t.main);
+            if !alive && track == Track::Group {
+                alive = kill(-t.pgid, 0);
+            }
+            if !alive
+                && let Some(p) = pidfile.as_deref().and_then(read_pidfile)
+                && p != t.main
+                && procs::alive(p)
+            {
+                info!(
+                    "generation {}: following pid {p} from {}",
+                    t.generation,
+                    pidfile
+                        .as_deref()
+                        .map_or(String::new(), |f| f.display().to_string())
+                );
+                t.main = p;
+                t.main_reaped = false;
+                alive = true;
+                self.machine.set_pid(t.generation, p);
+            }
+            if !alive {
+                ended.push((t.generation, t.code.unwrap_or(0)));
+            }
+        }
+        if ended.is_empty() {
+            return;
+        }
+        self.tracked
+            .retain(|t| !ended.iter().any(|&(g, _)| g == t.generation));
+        if let Some(sup) = &self.sup {
+            for l in sup.listeners.iter().filter(|l| l.repair()) {
+                warn!(
+                    "listener {} was shut down by a generation; listening again",
+                    l.name
+                );
+            }
+        }
+        for (generation, code) in ended {
+            let acts = self.machine.ended(generation, code, Instant::now());
+            self.exec(acts);
         }
     }
 
@@ -168,6 +390,13 @@ impl Init {
             return;
         }
         let from = crate::log::sender(sender);
+        let handoff_signal = self.sup.as_ref().and_then(|s| s.opts.handoff_signal);
+        if Some(sig) == handoff_signal && self.over.is_none() {
+            info!("received {} from {from}: handoff", signals::name(sig));
+            let acts = self.machine.trigger(None, Instant::now());
+            self.exec(acts);
+            return;
+        }
         let to = self.cfg.rewrite.get(sig as usize).copied().unwrap_or(sig);
         if to == 0 {
             info!(
@@ -181,37 +410,376 @@ impl Init {
         } else {
             format!(" as {}", signals::name(to))
         };
-        match self.main {
-            Some(pid) => {
+        if self.over.is_some() || self.tracked.is_empty() {
+            info!(
+                "received {} from {from}; forwarding{shown} to all remaining processes",
+                signals::name(sig)
+            );
+            procs::signal_all(to);
+        } else {
+            for t in &self.tracked {
                 let (target, what) = match self.cfg.forward_to {
-                    ForwardTo::Group => (-pid, "process group"),
-                    ForwardTo::Child => (pid, "pid"),
+                    ForwardTo::Group => (-t.pgid, "process group"),
+                    ForwardTo::Child => (t.main, "pid"),
                 };
                 info!(
-                    "received {} from {from}; forwarding{shown} to {what} {pid}",
-                    signals::name(sig)
+                    "received {} from {from}; forwarding{shown} to {what} {} (generation {})",
+                    signals::name(sig),
+                    target.abs(),
+                    t.generation
                 );
-                // SAFETY: kill(2) has no memory-safety preconditions; ESRCH is harmless.
-                unsafe { libc::kill(target, to) };
-            }
-            None => {
-                info!(
-                    "received {} from {from}; forwarding{shown} to all remaining processes",
-                    signals::name(sig)
-                );
-                procs::signal_all(to);
+                kill(target, to);
             }
         }
         if signals::is_shutdown(sig) {
-            self.begin_shutdown(&format!("{} received", signals::name(sig)));
+            self.begin_grace();
+            let acts = self.machine.shutdown();
+            self.exec(acts);
         }
     }
 
+    /// Notify datagrams and control requests.
+    fn service_sockets(&mut self) {
+        let Some(sup) = &mut self.sup else { return };
+        let mut msgs = Vec::new();
+        while let Some(m) = sup.notify.recv() {
+            msgs.push(m);
+        }
+        let requests = sup.control.service();
+        for m in msgs {
+            self.on_notify(m);
+        }
+        for r in requests {
+            match r {
+                control::Request::Reload { client, json } => {
+                    if json {
+                        self.json_waiters.push(client);
+                    }
+                    info!("control: reload requested");
+                    let acts = self.machine.trigger(Some(client), Instant::now());
+                    self.exec(acts);
+                }
+                control::Request::Status { client, json } => {
+                    let text = if json {
+                        self.status_json()
+                    } else {
+                        self.status_text()
+                    };
+                    if let Some(sup) = &mut self.sup {
+                        sup.control.reply(client, &text);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_notify(&mut self, m: notify::Message) {
+        let Some(generation) = self.attribute(m.pid) else {
+            debug!(
+                "notify: message from pid {} that belongs to no generation; ignored",
+                m.pid
+            );
+            return;
+        };
+        let now = Instant::now();
+        if let Some(s) = m.status {
+            debug!("generation {generation}: STATUS={s}");
+            self.machine.set_status(generation, s);
+        }
+        if let Some(p) = m.mainpid {
+            // Only a live process of this generation may become its main pid.
+            if procs::alive(p) && self.attribute(p) == Some(generation) {
+                if let Some(t) = self.tracked.iter_mut().find(|t| t.generation == generation)
+                    && t.main != p
+                {
+                    info!("generation {generation}: main pid is now {p} (MAINPID)");
+                    t.main = p;
+                    t.main_reaped = false;
+                    self.machine.set_pid(generation, p);
+                }
+            } else {
+                warn!(
+                    "generation {generation}: ignored MAINPID={p}: not a live process of the generation"
+                );
+            }
+        }
+        if let Some(us) = m.extend_timeout_usec {
+            self.machine
+                .extend(generation, Duration::from_micros(us), now);
+        }
+        if m.stopping {
+            info!("generation {generation}: stopping (STOPPING=1)");
+        }
+        if m.reloading {
+            info!("generation {generation}: reloading (RELOADING=1)");
+        }
+        if m.ready {
+            let acts = self.machine.ready(generation, now);
+            self.exec(acts);
+        }
+    }
+
+    /// Which generation a pid belongs to: its main pid, its process group, or a descendant of
+    /// its main pid (found through /proc parent links).
+    fn attribute(&self, pid: i32) -> Option<u32> {
+        if let Some(t) = self.tracked.iter().find(|t| t.main == pid) {
+            return Some(t.generation);
+        }
+        let pgrp = procs::pgrp(pid)?;
+        if let Some(t) = self.tracked.iter().find(|t| t.pgid == pgrp) {
+            return Some(t.generation);
+        }
+        let mut p = pid;
+        for _ in 0..64 {
+            p = procs::ppid(p)?;
+            if p <= 1 {
+                return None;
+            }
+            if let Some(t) = self.tracked.iter().find(|t| t.main == p) {
+                return Some(t.generation);
+            }
+        }
+        None
+    }
+
+    fn exec(&mut self, actions: Vec<Action>) {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(a) = queue.pop_front() {
+            let now = Instant::now();
+            let more = match a {
+                Action::Spawn { generation } => self.spawn_gen(generation, now),
+                Action::Signal { generation, sig } => {
+                    if let Some(t) = self.tracked.iter().find(|t| t.generation == generation) {
+                        kill(-t.pgid, sig);
+                    }
+                    Vec::new()
+                }
+                Action::Kill { generation } => {
+                    if let Some(t) = self.tracked.iter().find(|t| t.generation == generation) {
+                        kill(-t.pgid, libc::SIGKILL);
+                        kill(t.main, libc::SIGKILL);
+                    }
+                    Vec::new()
+                }
+                Action::Probe { generation } => self.probe(generation, now),
+                Action::Reply { waiter, result } => {
+                    let json = self.json_waiters.contains(&waiter);
+                    self.json_waiters.retain(|&w| w != waiter);
+                    let text = match (result, json) {
+                        (Ok((g, p)), false) => format!("ok: generation {g} serving, pid {p}\n"),
+                        (Err(e), false) => format!("error: {e}\n"),
+                        (Ok((g, p)), true) => {
+                            format!("{{\"ok\":true,\"generation\":{g},\"pid\":{p}}}\n")
+                        }
+                        (Err(e), true) => {
+                            format!("{{\"ok\":false,\"error\":{}}}\n", control::json_str(&e))
+                        }
+                    };
+                    if let Some(sup) = &mut self.sup {
+                        sup.control.reply(waiter, &text);
+                    }
+                    Vec::new()
+                }
+                Action::FirstReady { generation } => {
+                    if let Some(up) = self.sup.as_ref().and_then(|s| s.upstream.clone()) {
+                        let msg = format!(
+                            "READY=1\nSTATUS=generation {generation} serving\nMAINPID={}",
+                            std::process::id()
+                        );
+                        if let Err(e) = notify::send_upstream(&up, &msg) {
+                            warn!("{e}");
+                        }
+                    }
+                    Vec::new()
+                }
+                Action::Over { code } => {
+                    self.over = Some(code);
+                    self.begin_grace();
+                    if procs::signal_all(libc::SIGTERM) > 0 {
+                        info!(
+                            "sent SIGTERM to the remaining processes; SIGKILL in {}",
+                            crate::log::dur(self.left())
+                        );
+                        procs::signal_all(libc::SIGCONT);
+                    }
+                    Vec::new()
+                }
+            };
+            queue.extend(more);
+        }
+    }
+
+    fn spawn_gen(&mut self, generation: u32, now: Instant) -> Vec<Action> {
+        let mut env = self.env.clone();
+        let mut fds = Vec::new();
+        if let Some(sup) = &self.sup {
+            if !sup.listeners.is_empty() {
+                use std::os::fd::AsRawFd;
+                fds = sup.listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
+                env.push(env_entry("LISTEN_FDS", &fds.len().to_string()));
+                let names: Vec<&str> = sup.listeners.iter().map(|l| l.name.as_str()).collect();
+                env.push(env_entry("LISTEN_FDNAMES", &names.join(":")));
+                if sup.opts.listen_pid {
+                    env.push(spawn::LISTEN_PID_SLOT.to_vec());
+                }
+            }
+            env.push(env_entry(
+                "NOTIFY_SOCKET",
+                &sup.notify.path.to_string_lossy(),
+            ));
+            env.push(env_entry("HANDOFF_GENERATION", &generation.to_string()));
+        }
+        let plan = Plan {
+            mask: &self.mask,
+            foreground: generation == 1,
+            env,
+            listen_fds: &fds,
+        };
+        match spawn::spawn(&self.command, &plan) {
+            Ok(pid) => {
+                self.tracked.push(Tracked {
+                    generation,
+                    pgid: pid,
+                    main: pid,
+                    main_reaped: false,
+                    code: None,
+                });
+                if self.sup.is_none() {
+                    info!("started '{}' as pid {pid}", self.command.display);
+                }
+                self.machine.spawned(generation, pid, now)
+            }
+            Err(e) => {
+                error!("generation {generation}: {e}");
+                self.machine
+                    .spawn_failed(generation, e.to_string(), e.exit_code(), now)
+            }
+        }
+    }
+
+    fn probe(&mut self, generation: u32, now: Instant) -> Vec<Action> {
+        let Some(sup) = &self.sup else {
+            return Vec::new();
+        };
+        let main = self
+            .tracked
+            .iter()
+            .find(|t| t.generation == generation)
+            .map_or(0, |t| t.main);
+        match &sup.opts.ready {
+            Ready::Tcp(addr) => {
+                // A loopback or local-network connect answers at once; the timeout only bounds a
+                // black-holed address.
+                let ok =
+                    std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
+                self.machine.probe_result(generation, ok, now)
+            }
+            Ready::Exec(words) => {
+                let result = Command::prepare(words).and_then(|cmd| {
+                    let mut env = self.env.clone();
+                    env.push(env_entry("HANDOFF_GENERATION", &generation.to_string()));
+                    env.push(env_entry("HANDOFF_MAINPID", &main.to_string()));
+                    spawn::spawn(
+                        &cmd,
+                        &Plan {
+                            mask: &self.mask,
+                            foreground: false,
+                            env,
+                            listen_fds: &[],
+                        },
+                    )
+                });
+                match result {
+                    Ok(pid) => {
+                        self.probes.push((pid, generation));
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        warn!("generation {generation}: readiness probe: {e}");
+                        self.machine.probe_result(generation, false, now)
+                    }
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn status_text(&self) -> String {
+        let now = Instant::now();
+        let mut s = format!(
+            "handoff-init pid {}, up {}, handoffs: {} done, {} failed\n",
+            std::process::id(),
+            crate::log::dur(now - self.started),
+            self.machine.handoffs_done,
+            self.machine.handoffs_failed
+        );
+        if let Some(sup) = &self.sup {
+            for (i, l) in sup.listeners.iter().enumerate() {
+                s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
+            }
+        }
+        for g in &self.machine.gens {
+            s.push_str(&format!(
+                "generation {} pid {} {} up {}{}\n",
+                g.id,
+                g.pid,
+                g.state.name(),
+                crate::log::dur(now - g.started),
+                g.status
+                    .as_deref()
+                    .map_or(String::new(), |st| format!(" status: {st}"))
+            ));
+        }
+        s
+    }
+
+    fn status_json(&self) -> String {
+        let now = Instant::now();
+        let listeners: Vec<String> = self.sup.as_ref().map_or(Vec::new(), |sup| {
+            sup.listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    format!(
+                        "{{\"name\":{},\"url\":{},\"fd\":{}}}",
+                        control::json_str(&l.name),
+                        control::json_str(&l.url),
+                        3 + i
+                    )
+                })
+                .collect()
+        });
+        let gens: Vec<String> = self
+            .machine
+            .gens
+            .iter()
+            .map(|g| {
+                format!(
+                    "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"uptime_ms\":{},\"status\":{}}}",
+                    g.id,
+                    g.pid,
+                    g.state.name(),
+                    (now - g.started).as_millis(),
+                    g.status.as_deref().map_or("null".to_string(), control::json_str)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"listeners\":[{}],\"generations\":[{}]}}\n",
+            std::process::id(),
+            (now - self.started).as_millis(),
+            self.machine.handoffs_done,
+            self.machine.handoffs_failed,
+            listeners.join(","),
+            gens.join(",")
+        )
+    }
+
     /// Starts the grace period once; later reasons keep the first deadline.
-    fn begin_shutdown(&mut self, why: &str) {
+    fn begin_grace(&mut self) {
         if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.cfg.grace);
-            debug!("shutdown: {why}; grace {}", crate::log::dur(self.cfg.grace));
+            debug!("shutdown: grace {}", crate::log::dur(self.cfg.grace));
         }
     }
 
@@ -225,8 +793,17 @@ impl Init {
         self.killed = true;
         let n = procs::signal_all(libc::SIGKILL);
         warn!(
-            "grace period of {:?} is over; sent SIGKILL to {n} processes",
-            self.cfg.grace
+            "grace period of {} is over; sent SIGKILL to {n} processes",
+            crate::log::dur(self.cfg.grace)
         );
     }
+}
+
+fn read_pidfile(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&p: &i32| p > 1)
 }

@@ -2,8 +2,12 @@
 
 mod cli;
 mod config;
+mod control;
+mod handoff;
 mod init;
+mod listen;
 mod log;
+mod notify;
 mod procs;
 mod signals;
 mod spawn;
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
     ensure_std_fds();
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Parsed::Run(cli)) => cli,
+        Ok(cli::Parsed::Ctl(args)) => return ExitCode::from(control::client(&args)),
         Ok(cli::Parsed::Help) => return print(cli::HELP),
         Ok(cli::Parsed::Version) => {
             return print(concat!("handoff-init ", env!("CARGO_PKG_VERSION"), "\n"));
@@ -32,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = match config::Config::from_cli(cli) {
+    let cfg = match config::Config::from_cli(*cli) {
         Ok(cfg) => cfg,
         Err(msg) => {
             log::write(format_args!("{msg}"));

@@ -14,24 +14,78 @@ pub fn exit_code(status: libc::c_int) -> u8 {
     }
 }
 
-/// Reaps every child that has ended, calling `on_exit(pid, status)` for each. SIGCHLD coalesces,
-/// so one notification may stand for many exits: loop until the kernel has nothing more.
+/// Reaps every child that has ended, calling `on_exit(pid, status, pgrp)` for each. SIGCHLD
+/// coalesces, so one notification may stand for many exits: loop until the kernel has nothing
+/// more. With `want_group`, each zombie's process group is read from /proc before it is reaped
+/// (waitid(2) WNOWAIT leaves it in place), so a group's last exit can be attributed.
 /// Returns false once init has no children at all (ECHILD).
-pub fn reap(mut on_exit: impl FnMut(i32, libc::c_int)) -> bool {
+pub fn reap(want_group: bool, mut on_exit: impl FnMut(i32, libc::c_int, Option<i32>)) -> bool {
     loop {
+        let mut pgrp = None;
+        let mut target = -1;
+        if want_group {
+            // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: waitid with a valid out-pointer; WNOWAIT leaves the child waitable.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_ALL,
+                    0,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+                )
+            };
+            if r < 0 {
+                if Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                return false;
+            }
+            // SAFETY: waitid filled si_pid (0 when no child has changed state).
+            let pid = unsafe { info.si_pid() };
+            if pid == 0 {
+                return true;
+            }
+            pgrp = self::pgrp(pid);
+            target = pid;
+        }
         let mut status = 0;
         // SAFETY: waitpid with a valid out-pointer; __WALL also reaps clone(2) children that
         // were created without SIGCHLD as their exit signal.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+        let pid = unsafe { libc::waitpid(target, &mut status, libc::WNOHANG | libc::__WALL) };
         match pid {
             0 => return true,
-            p if p > 0 => on_exit(p, status),
+            p if p > 0 => on_exit(p, status, pgrp),
             _ => match Errno::last() {
                 Errno::EINTR => continue,
                 _ => return false,
             },
         }
     }
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// Process group of `pid`, from /proc/PID/stat.
+pub fn pgrp(pid: i32) -> Option<i32> {
+    stat_field(pid, 2)
+}
+
+/// Parent of `pid`, from /proc/PID/stat.
+pub fn ppid(pid: i32) -> Option<i32> {
+    stat_field(pid, 1)
+}
+
+fn stat_field(pid: i32, index: usize) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(index)?
+        .parse()
+        .ok()
 }
 
 /// Every live descendant of this process, found through /proc's parent links. Orphans of the

@@ -1,0 +1,244 @@
+//! The control socket (`handoff-init ctl reload|status`) and its client.
+//!
+//! A Unix stream socket, mode 0600, in init's private runtime directory; a peer whose uid is
+//! neither root nor init's own is refused (SO_PEERCRED). One request line per connection:
+//! `reload`, `reload json`, `status`, `status json`. A reload's answer comes when the handoff has
+//! finished; the connection stays open until then. Non-blocking throughout: a silent client
+//! costs a slot, never a stall of the loop.
+
+use nix::sys::socket::{self, sockopt};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// More than this many open control connections: the oldest is dropped.
+const MAX_CLIENTS: usize = 32;
+
+#[derive(Debug, PartialEq)]
+pub enum Request {
+    Reload { client: u64, json: bool },
+    Status { client: u64, json: bool },
+}
+
+struct Client {
+    id: u64,
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// Request read; waiting for the answer.
+    busy: bool,
+}
+
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Vec<Client>,
+    next_id: u64,
+}
+
+impl Server {
+    pub fn bind(path: &Path) -> Result<Server, String> {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another handoff-init answers on {} (use --runtime-dir or --control)",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path).ok();
+        let listener = UnixListener::bind(path)
+            .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).ok();
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("control socket: {e}"))?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            clients: Vec::new(),
+            next_id: 1,
+        })
+    }
+
+    /// What to poll: the listener, then clients whose request is not complete yet.
+    pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut v = vec![self.listener.as_fd()];
+        v.extend(
+            self.clients
+                .iter()
+                .filter(|c| !c.busy)
+                .map(|c| c.stream.as_fd()),
+        );
+        v
+    }
+
+    /// Accepts and reads whatever is there; returns complete requests.
+    pub fn service(&mut self) -> Vec<Request> {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let me = nix::unistd::geteuid().as_raw();
+            let uid = socket::getsockopt(&stream, sockopt::PeerCredentials)
+                .map(|c| c.uid())
+                .unwrap_or(u32::MAX);
+            if uid != 0 && uid != me {
+                crate::warn!("control: refused a client with uid {uid}");
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if self.clients.len() >= MAX_CLIENTS {
+                self.clients.remove(0);
+            }
+            self.clients.push(Client {
+                id: self.next_id,
+                stream,
+                buf: Vec::new(),
+                busy: false,
+            });
+            self.next_id += 1;
+        }
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for c in self.clients.iter_mut().filter(|c| !c.busy) {
+            let mut chunk = [0u8; 256];
+            match c.stream.read(&mut chunk) {
+                Ok(0) => gone.push(c.id),
+                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => gone.push(c.id),
+            }
+            if c.buf.len() > 1024 {
+                gone.push(c.id);
+                continue;
+            }
+            if let Some(end) = c.buf.iter().position(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(&c.buf[..end]).trim().to_string();
+                c.busy = true;
+                let json = line.ends_with(" json");
+                match line.split_whitespace().next() {
+                    Some("reload") => out.push(Request::Reload { client: c.id, json }),
+                    Some("status") => out.push(Request::Status { client: c.id, json }),
+                    _ => {
+                        c.stream.set_nonblocking(false).ok();
+                        writeln!(
+                            c.stream,
+                            "error: unknown request '{line}' (reload or status)"
+                        )
+                        .ok();
+                        gone.push(c.id);
+                    }
+                }
+            }
+        }
+        self.clients.retain(|c| !gone.contains(&c.id));
+        out
+    }
+
+    /// Sends the answer and closes the connection.
+    pub fn reply(&mut self, client: u64, text: &str) {
+        if let Some(i) = self.clients.iter().position(|c| c.id == client) {
+            let mut c = self.clients.remove(i);
+            // A short blocking write: answers are small and the peer is a local client.
+            c.stream.set_nonblocking(false).ok();
+            c.stream
+                .set_write_timeout(Some(std::time::Duration::from_secs(1)))
+                .ok();
+            c.stream.write_all(text.as_bytes()).ok();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+/// JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `handoff-init ctl …`: returns the exit code (0 ok, 1 failed or unreachable, 2 usage).
+pub fn client(args: &[String]) -> u8 {
+    let mut control: Option<String> = std::env::var("HANDOFF_CONTROL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let mut json = false;
+    let mut verb = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--control" => control = it.next().cloned(),
+            s if s.starts_with("--control=") => control = Some(s[10..].to_string()),
+            "reload" | "status" if verb.is_none() => verb = Some(a.clone()),
+            "-h" | "--help" => {
+                println!("usage: handoff-init ctl reload|status [--json] [--control PATH]");
+                return 0;
+            }
+            other => {
+                crate::log::write(format_args!(
+                    "ctl: unexpected '{other}' (usage: ctl reload|status [--json] [--control PATH])"
+                ));
+                return 2;
+            }
+        }
+    }
+    let Some(verb) = verb else {
+        crate::log::write(format_args!(
+            "ctl: missing reload or status (try ctl --help)"
+        ));
+        return 2;
+    };
+    let runtime = std::env::var("HANDOFF_RUNTIME_DIR")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let path = crate::config::control_path(control.as_deref(), runtime.as_deref());
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::log::write(format_args!(
+                "ctl: cannot reach handoff-init at {}: {e}",
+                path.display()
+            ));
+            return 1;
+        }
+    };
+    let request = format!("{verb}{}\n", if json { " json" } else { "" });
+    let mut answer = String::new();
+    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut answer).is_err()
+    {
+        crate::log::write(format_args!(
+            "ctl: the connection to {} failed",
+            path.display()
+        ));
+        return 1;
+    }
+    print!("{answer}");
+    let failed =
+        answer.is_empty() || answer.starts_with("error") || answer.starts_with("{\"ok\":false");
+    u8::from(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}

@@ -1,0 +1,360 @@
+//! Listening sockets that init holds for its whole life and passes to every generation.
+//!
+//! Bound once, before the first generation, with SOCK_CLOEXEC, then moved to fd numbers from
+//! `HIGH_FD` up, so the child's dup2 down to 3, 4, … can never clobber one of them (see
+//! DESIGN.md, "The LISTEN_FDS contract"). One socket shared by all generations is what makes a
+//! handoff lossless: the kernel keeps queueing connections on it while generations change.
+//! No SO_REUSEPORT: each such socket has its own queue, and closing one drops what it queued.
+
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    UnixAddr, sockopt,
+};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// Listeners live at this fd number and above in init.
+pub const HIGH_FD: RawFd = 100;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Addr {
+    Tcp(SocketAddr),
+    Udp(SocketAddr),
+    Unix(PathBuf),
+    /// Linux abstract namespace, `unix://@name`.
+    Abstract(String),
+}
+
+/// A `--listen [NAME=]URL` as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    pub name: String,
+    pub addr: Addr,
+}
+
+impl Spec {
+    pub fn parse(text: &str, index: usize) -> Result<Spec, String> {
+        let bad = |why: &str| format!("invalid --listen '{text}': {why}");
+        let (name, url) = match text.split_once('=') {
+            Some((n, u)) if !n.contains(':') && !n.contains('/') => (Some(n), u),
+            _ => (None, text),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .or_else(|| url.strip_prefix("unix:").map(|r| ("unix", r)))
+            .ok_or_else(|| bad("expected tcp://HOST:PORT, udp://HOST:PORT or unix:///PATH"))?;
+        let inet = |rest: &str| -> Result<SocketAddr, String> {
+            let rest = rest.trim_end_matches('/');
+            let rest = if rest.starts_with(':') {
+                format!("0.0.0.0{rest}")
+            } else {
+                rest.to_string()
+            };
+            rest.parse().map_err(|_| {
+                bad("expected an IP address and port, e.g. 127.0.0.1:8080 or [::]:8080")
+            })
+        };
+        let addr = match scheme {
+            "tcp" => Addr::Tcp(inet(rest)?),
+            "udp" => Addr::Udp(inet(rest)?),
+            "unix" => match rest.strip_prefix('@') {
+                Some(a) if !a.is_empty() => Addr::Abstract(a.to_string()),
+                _ if rest.starts_with('/') && rest.len() > 1 => Addr::Unix(rest.into()),
+                _ => return Err(bad("expected unix:///absolute/path or unix://@abstract")),
+            },
+            other => return Err(bad(&format!("unknown scheme '{other}'"))),
+        };
+        let name = match name {
+            Some(n) => {
+                valid_name(n).map_err(|e| bad(&e))?;
+                n.to_string()
+            }
+            None => match &addr {
+                Addr::Tcp(a) => format!("tcp-{}", a.port()),
+                Addr::Udp(a) => format!("udp-{}", a.port()),
+                Addr::Unix(_) | Addr::Abstract(_) => format!("unix-{index}"),
+            },
+        };
+        Ok(Spec { name, addr })
+    }
+}
+
+/// LISTEN_FDNAMES rules (sd_listen_fds(3)): ASCII, printable, no ':', at most 255 characters.
+fn valid_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.len() > 255 || !n.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(format!(
+            "name '{n}' must be 1-255 printable ASCII characters without ':'"
+        ));
+    }
+    Ok(())
+}
+
+/// A socket init holds.
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    /// What it is bound to, with the real port when 0 was asked for.
+    pub url: String,
+    pub fd: OwnedFd,
+    pub stream: bool,
+    /// A socket file init created and removes when it exits.
+    pub unlink: Option<PathBuf>,
+}
+
+impl Listener {
+    /// Re-listens if a generation broke the shared socket with shutdown(2), which takes it out of
+    /// the listening state for every process holding it. Returns true if it had to.
+    pub fn repair(&self) -> bool {
+        if !self.stream || socket::getsockopt(&self.fd, sockopt::AcceptConn).unwrap_or(true) {
+            return false;
+        }
+        socket::listen(&self.fd, Backlog::MAXCONN).is_ok()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(p) = &self.unlink {
+            std::fs::remove_file(p).ok();
+        }
+    }
+}
+
+/// Binds every spec, in order. On error, what was bound is closed (and unlinked) by Drop.
+pub fn bind_all(specs: &[Spec]) -> Result<Vec<Listener>, String> {
+    specs.iter().map(bind).collect()
+}
+
+fn bind(spec: &Spec) -> Result<Listener, String> {
+    let fail =
+        |what: &str, e: nix::Error| format!("cannot {what} {}: {}", show(&spec.addr), e.desc());
+    let (family, ty) = match &spec.addr {
+        Addr::Tcp(a) => (
+            if a.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            },
+            SockType::Stream,
+        ),
+        Addr::Udp(a) => (
+            if a.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            },
+            SockType::Datagram,
+        ),
+        Addr::Unix(_) | Addr::Abstract(_) => (AddressFamily::Unix, SockType::Stream),
+    };
+    let fd = socket::socket(family, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| fail("create a socket for", e))?;
+    let mut unlink = None;
+    match &spec.addr {
+        Addr::Tcp(a) | Addr::Udp(a) => {
+            if ty == SockType::Stream {
+                // Rebinding right after a previous init exited must not fail on TIME_WAIT.
+                socket::setsockopt(&fd, sockopt::ReuseAddr, &true)
+                    .map_err(|e| fail("set SO_REUSEADDR on", e))?;
+            }
+            match a {
+                SocketAddr::V4(v4) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(*v4)),
+                SocketAddr::V6(v6) => socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(*v6)),
+            }
+            .map_err(|e| fail("bind", e))?;
+        }
+        Addr::Unix(path) => {
+            remove_stale(path)?;
+            let ua = UnixAddr::new(path).map_err(|e| fail("use", e))?;
+            socket::bind(fd.as_raw_fd(), &ua).map_err(|e| fail("bind", e))?;
+            unlink = Some(path.clone());
+        }
+        Addr::Abstract(name) => {
+            let ua = UnixAddr::new_abstract(name.as_bytes()).map_err(|e| fail("use", e))?;
+            socket::bind(fd.as_raw_fd(), &ua).map_err(|e| fail("bind", e))?;
+        }
+    }
+    // From here on a failure must still remove the socket file: build the Listener first.
+    let mut l = Listener {
+        name: spec.name.clone(),
+        url: String::new(),
+        fd,
+        stream: ty == SockType::Stream,
+        unlink,
+    };
+    if l.stream {
+        socket::listen(&l.fd, Backlog::MAXCONN).map_err(|e| fail("listen on", e))?;
+    }
+    l.url = local_url(&l.fd, l.stream).unwrap_or_else(|| show(&spec.addr));
+    if let Some(high) = move_high(&l.fd) {
+        l.fd = high;
+    }
+    Ok(l)
+}
+
+/// A socket file left by a previous run blocks bind(2) with EADDRINUSE. Remove it only if it is a
+/// socket nobody accepts on; a live one is an error, and so is any other kind of file.
+fn remove_stale(path: &PathBuf) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!(
+            "cannot bind unix://{}: a file that is not a socket is in the way",
+            path.display()
+        ));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "cannot bind unix://{}: address in use",
+            path.display()
+        ));
+    }
+    std::fs::remove_file(path)
+        .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))
+}
+
+fn show(a: &Addr) -> String {
+    match a {
+        Addr::Tcp(a) => format!("tcp://{a}"),
+        Addr::Udp(a) => format!("udp://{a}"),
+        Addr::Unix(p) => format!("unix://{}", p.display()),
+        Addr::Abstract(n) => format!("unix://@{n}"),
+    }
+}
+
+fn local_url(fd: &OwnedFd, stream: bool) -> Option<String> {
+    let ss: SockaddrStorage = socket::getsockname(fd.as_raw_fd()).ok()?;
+    let scheme = if stream { "tcp" } else { "udp" };
+    if let Some(v4) = ss.as_sockaddr_in() {
+        return Some(format!(
+            "{scheme}://{}",
+            SocketAddr::from(std::net::SocketAddrV4::from(*v4))
+        ));
+    }
+    if let Some(v6) = ss.as_sockaddr_in6() {
+        return Some(format!(
+            "{scheme}://{}",
+            SocketAddr::from(std::net::SocketAddrV6::from(*v6))
+        ));
+    }
+    let un = ss.as_unix_addr()?;
+    if let Some(p) = un.path() {
+        return Some(format!("unix://{}", p.display()));
+    }
+    un.as_abstract()
+        .map(|a| format!("unix://@{}", String::from_utf8_lossy(a)))
+}
+
+/// A close-on-exec duplicate of `fd` at the lowest free number ≥ HIGH_FD; None when the fd
+/// limit is lower than that (the fd then stays where it is and the child's dup2 plan copes).
+fn move_high(fd: &OwnedFd) -> Option<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd; the result is a fresh fd we own.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+    // SAFETY: `high` was just returned by fcntl and is owned by nobody else.
+    (high >= 0).then(|| unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+/// If init itself was socket-activated (LISTEN_PID is our pid), adopt fds 3..3+LISTEN_FDS as
+/// listeners, named by LISTEN_FDNAMES, exactly as sd_listen_fds(3) would hand them to a service.
+pub fn adopt() -> Result<Vec<Listener>, String> {
+    let (Ok(pid), Ok(n)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else {
+        return Ok(Vec::new());
+    };
+    if pid.parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(Vec::new());
+    }
+    let n: RawFd = n
+        .parse()
+        .map_err(|_| format!("invalid LISTEN_FDS '{n}' passed to init"))?;
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|v| v.split(':').map(String::from).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let raw = 3 + i;
+        // SAFETY: the socket activation protocol hands us fds 3..3+n; nothing else owns them.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let ty = socket::getsockopt(&fd, sockopt::SockType)
+            .map_err(|e| format!("inherited fd {raw} is not a socket: {}", e.desc()))?;
+        let stream = ty == SockType::Stream;
+        let url = local_url(&fd, stream).unwrap_or_else(|| format!("fd://{raw}"));
+        let name = names
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
+        let fd = move_high(&fd).unwrap_or(fd);
+        out.push(Listener {
+            name,
+            url,
+            fd,
+            stream,
+            unlink: None,
+        });
+    }
+    // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_and_names() {
+        let s = Spec::parse("web=tcp://127.0.0.1:8080", 0).unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.addr, Addr::Tcp("127.0.0.1:8080".parse().unwrap()));
+        let s = Spec::parse("tcp://[::]:8080", 0).unwrap();
+        assert_eq!(s.name, "tcp-8080");
+        assert_eq!(s.addr, Addr::Tcp("[::]:8080".parse().unwrap()));
+        assert_eq!(
+            Spec::parse("udp://0.0.0.0:5353", 0).unwrap().addr,
+            Addr::Udp("0.0.0.0:5353".parse().unwrap())
+        );
+        assert_eq!(
+            Spec::parse("unix:///run/app.sock", 2).unwrap().addr,
+            Addr::Unix("/run/app.sock".into())
+        );
+        assert_eq!(
+            Spec::parse("unix:///run/app.sock", 2).unwrap().name,
+            "unix-2"
+        );
+        assert_eq!(
+            Spec::parse("unix://@app", 0).unwrap().addr,
+            Addr::Abstract("app".into())
+        );
+        assert_eq!(
+            Spec::parse("tcp://:80", 0).unwrap().addr,
+            Addr::Tcp("0.0.0.0:80".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "http://x:1",
+            "tcp://localhost",
+            "tcp://1.2.3.4",
+            "tcp://1.2.3.4:99999",
+            "unix://relative",
+            "8080",
+            "a:b=tcp://1.2.3.4:1",
+            "bad name=tcp://127.0.0.1:1",
+        ] {
+            assert!(Spec::parse(bad, 0).is_err(), "{bad}");
+        }
+        assert!(
+            Spec::parse("http://x:1", 0)
+                .unwrap_err()
+                .contains("http://x:1")
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The NOTIFY_SOCKET init serves to its generations (sd_notify(3)), and the upstream one init may
+//! itself have been given by runc or systemd.
+//!
+//! An AF_UNIX datagram socket in init's private runtime directory, SO_PASSCRED on, so the kernel
+//! attaches the sender's real pid to every message: a message is attributed by that pid, never by
+//! a pid written in the payload. Truncated or credential-less datagrams are dropped; fds passed
+//! with a message are closed at once (MSG_CMSG_CLOEXEC, then dropped).
+
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
+};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// A datagram as received: who sent it and its `KEY=VALUE` lines.
+#[derive(Debug, Default, PartialEq)]
+pub struct Message {
+    pub pid: i32,
+    pub ready: bool,
+    pub reloading: bool,
+    pub stopping: bool,
+    pub status: Option<String>,
+    pub mainpid: Option<i32>,
+    pub extend_timeout_usec: Option<u64>,
+}
+
+/// Parses the payload; unknown keys are ignored, as systemd does.
+pub fn parse(pid: i32, payload: &[u8]) -> Message {
+    let mut m = Message {
+        pid,
+        ..Message::default()
+    };
+    for line in String::from_utf8_lossy(payload).lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        match k {
+            "READY" => m.ready |= v == "1",
+            "RELOADING" => m.reloading |= v == "1",
+            "STOPPING" => m.stopping |= v == "1",
+            "STATUS" => m.status = Some(v.to_string()),
+            "MAINPID" => m.mainpid = v.parse().ok().filter(|&p| p > 0),
+            "EXTEND_TIMEOUT_USEC" => m.extend_timeout_usec = v.parse().ok(),
+            _ => {}
+        }
+    }
+    m
+}
+
+pub struct Server {
+    pub fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+impl Server {
+    pub fn bind(path: &Path) -> Result<Server, String> {
+        let fail = |what: &str, e: nix::Error| {
+            format!(
+                "cannot {what} notify socket {}: {}",
+                path.display(),
+                e.desc()
+            )
+        };
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| fail("create", e))?;
+        std::fs::remove_file(path).ok();
+        let addr = UnixAddr::new(path).map_err(|e| fail("name", e))?;
+        socket::bind(fd.as_raw_fd(), &addr).map_err(|e| fail("bind", e))?;
+        socket::setsockopt(&fd, sockopt::PassCred, &true)
+            .map_err(|e| fail("set SO_PASSCRED on", e))?;
+        Ok(Server {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The next datagram, or None when there is none left. Bad ones are logged and skipped.
+    pub fn recv(&self) -> Option<Message> {
+        loop {
+            let mut buf = [0u8; 4096];
+            let mut cmsg = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 16]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = match socket::recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(m) => m,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return None,
+            };
+            let mut pid = 0;
+            for c in msg.cmsgs().into_iter().flatten() {
+                match c {
+                    ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
+                    ControlMessageOwned::ScmRights(fds) => {
+                        for fd in fds {
+                            // SAFETY: the kernel just installed this fd for us; we own it and
+                            // close it by dropping (sd_notify fd store is not supported).
+                            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let truncated = msg
+                .flags
+                .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+            let len = msg.bytes;
+            if truncated || pid <= 0 {
+                crate::debug!(
+                    "dropped a notify datagram ({len} bytes, truncated={truncated}, sender pid {pid})"
+                );
+                continue;
+            }
+            return Some(parse(pid, &buf[..len.min(buf.len())]));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.path).ok();
+    }
+}
+
+/// Sends `payload` to the NOTIFY_SOCKET init was started with (a path or an @abstract name).
+pub fn send_upstream(target: &str, payload: &str) -> Result<(), String> {
+    let addr = match target.strip_prefix('@') {
+        Some(name) => UnixAddr::new_abstract(name.as_bytes()),
+        None => UnixAddr::new(target),
+    }
+    .map_err(|e| format!("bad NOTIFY_SOCKET '{target}': {}", e.desc()))?;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| e.desc().to_string())?;
+    socket::sendto(
+        fd.as_raw_fd(),
+        payload.as_bytes(),
+        &addr,
+        MsgFlags::MSG_NOSIGNAL,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("cannot notify {target}: {}", e.desc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_keys_and_ignores_the_rest() {
+        let m = parse(7, b"READY=1\nSTATUS=serving gen 2\nMAINPID=42\nFOO=bar\nnoequals\nEXTEND_TIMEOUT_USEC=5000000\n");
+        assert_eq!(
+            m,
+            Message {
+                pid: 7,
+                ready: true,
+                status: Some("serving gen 2".into()),
+                mainpid: Some(42),
+                extend_timeout_usec: Some(5_000_000),
+                ..Message::default()
+            }
+        );
+        let m = parse(7, b"READY=0\nMAINPID=-3\nSTOPPING=1");
+        assert!(!m.ready && m.stopping && m.mainpid.is_none());
+        assert_eq!(
+            parse(1, b"\xff\xfe"),
+            Message {
+                pid: 1,
+                ..Message::default()
+            }
+        );
+    }
+}
