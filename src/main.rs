@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         }
     };
     ensure_std_fds();
+    close_inherited_fds();
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Parsed::Run(cli)) => cli,
         Ok(cli::Parsed::Ctl(args)) => return ExitCode::from(control::client(&args)),
@@ -52,6 +53,29 @@ fn print(text: &str) -> ExitCode {
     use std::io::Write;
     std::io::stdout().write_all(text.as_bytes()).ok();
     ExitCode::SUCCESS
+}
+
+/// Closes every fd above 2 that init inherited, except the ones a socket activator passed for our
+/// own pid (LISTEN_FDS): a stray inherited pipe end held for init's whole life would keep some
+/// reader from ever seeing EOF, and nothing init does needs one.
+fn close_inherited_fds() {
+    let own = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let keep = if own {
+        std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+            .min(1 << 16)
+    } else {
+        0
+    };
+    // SAFETY: close_range(2) on fds nothing in this process owns yet (no fd has been opened
+    // since exec except 0-2 and the activator's); on kernels before 5.9 it fails with ENOSYS
+    // and the fds stay (they are still not passed to children: see spawn).
+    unsafe { libc::syscall(libc::SYS_close_range, 3 + keep, u32::MAX, 0) };
 }
 
 /// If init was started with fd 0, 1 or 2 closed, open /dev/null there, so the signalfd and other

@@ -507,8 +507,12 @@ fn child_starts_clean_mask_dispositions_fds_and_environment() {
     };
     assert_eq!(env(svc), env(init.pid()));
     assert!(env(svc).contains(&"HANDOFF_TEST_VAR=x y=z".to_string()));
-    // Init itself keeps no stray fd: 0-2, the signalfd; fd 7 is close-on-exec in init.
+    // Init itself closed the inherited fd: 0-2 and its signalfd only (once it is back in its
+    // loop: the service can print before init has closed its exec-status pipe).
     assert!(!fds(svc).contains(&7));
+    wait_until("init holds fds 0-3 only", || {
+        fds(init.pid()) == vec![0, 1, 2, 3]
+    });
 }
 
 #[test]

@@ -97,8 +97,12 @@ pub fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> Option<(c_int, li
         }
         Some(timeout) => {
             let ts = libc::timespec {
-                tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-                tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+                tv_sec: timeout
+                    .as_secs()
+                    .min(i32::MAX as u64)
+                    .try_into()
+                    .unwrap_or(0),
+                tv_nsec: timeout.subsec_nanos().into(),
             };
             // SAFETY: as above, plus a valid timespec.
             unsafe { libc::sigtimedwait(set.as_ref(), &mut info, &ts) }
@@ -141,7 +145,11 @@ pub fn unblock_wake_signal() -> nix::Result<()> {
 }
 
 /// Sends the wake signal to a thread of this process.
-pub fn wake_thread(thread: libc::pthread_t) {
+pub fn wake_thread(thread: std::os::unix::thread::RawPthread) {
+    // std's RawPthread is an integer everywhere; libc's pthread_t is one on glibc and a pointer
+    // on musl, so this cast is a no-op on one and needed on the other.
+    #[allow(clippy::unnecessary_cast)]
+    let thread = thread as libc::pthread_t;
     // SAFETY: the caller passes the id of a thread it has not joined yet, so it is still valid
     // (pthread_kill(3) on a thread that finished but is not joined is allowed).
     unsafe { libc::pthread_kill(thread, wake_signal()) };
@@ -356,14 +364,15 @@ pub fn fork_orphan_maker(
 ) -> io::Result<libc::pid_t> {
     let report = report.as_raw_fd();
     // SAFETY: fork(2); the child and grandchildren only call async-signal-safe functions
-    // (fork, write, setsid, sigprocmask, sigwaitinfo, _exit) on stack data.
+    // (fork, write, close, open, dup2, setsid, pthread_sigmask, sigwaitinfo, _exit) on stack
+    // data.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => unsafe {
             for _ in 0..count {
                 let pid = libc::fork();
                 if pid == 0 {
-                    orphan_body(kind);
+                    orphan_body(kind, report);
                 }
                 if pid > 0 {
                     let bytes = pid.to_ne_bytes();
@@ -378,10 +387,26 @@ pub fn fork_orphan_maker(
 
 /// # Safety
 /// Only in a freshly forked grandchild.
-unsafe fn orphan_body(kind: OrphanKind) -> ! {
+unsafe fn orphan_body(kind: OrphanKind, report: RawFd) -> ! {
     unsafe {
+        // The parent reads the report pipe until EOF: a grandchild holding the write end would
+        // keep it waiting for as long as the grandchild lives.
+        libc::close(report);
         if let OrphanKind::LingerUntilTerm = kind {
             libc::setsid();
+            // Nor may a lingering orphan hold the caller's stdout/stderr pipes open: a test that
+            // reads them to EOF would wait for it.
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for fd in 0..3 {
+                if null >= 0 {
+                    libc::dup2(null, fd);
+                } else {
+                    libc::close(fd);
+                }
+            }
+            if null > 2 {
+                libc::close(null);
+            }
             let mut term: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut term);
             libc::sigaddset(&mut term, libc::SIGTERM);
