@@ -38,8 +38,13 @@ struct Tracked {
     /// The command init started, or what MAINPID= / --pidfile pointed to since.
     main: i32,
     main_reaped: bool,
-    /// Status of the main pid, or (with --track group) of the last process of the group.
+    /// The main pid is init's own child: alive until reaped, no /proc lookup needed.
+    main_is_child: bool,
+    /// Status of the main pid.
     code: Option<u8>,
+    /// With --track group: status of the last other member of the group reaped. The service a
+    /// start script ran without exec outlives the shell, so its status is the generation's.
+    member_code: Option<u8>,
 }
 
 /// What only the supervisor has: sockets and the runtime directory. Fields drop in order, so
@@ -98,6 +103,8 @@ struct Init {
     /// When leftovers get SIGKILL; set by the first shutdown signal or the end of the service.
     deadline: Option<Instant>,
     killed: bool,
+    /// Whether the last reap found children left: with none, there is no tree to stop.
+    children_left: bool,
     started: Instant,
 }
 
@@ -192,6 +199,7 @@ impl Init {
             over: None,
             deadline: None,
             killed: false,
+            children_left: true,
             started: Instant::now(),
         };
         let first = init.machine.start(Instant::now());
@@ -316,7 +324,7 @@ impl Init {
                 t.main_reaped = true;
                 t.code = Some(code);
             } else if let Some(t) = self.tracked.iter_mut().find(|t| pgrp == Some(t.pgid)) {
-                t.code = Some(code);
+                t.member_code = Some(code);
                 debug!(
                     "generation {}: pid {pid} exited with status {code}",
                     t.generation
@@ -336,9 +344,11 @@ impl Init {
         let pidfile = self.sup.as_ref().and_then(|s| s.opts.pidfile.clone());
         let mut ended = Vec::new();
         for t in &mut self.tracked {
-            let mut alive = !t.main_reaped && procs::alive(t.main);
+            let mut alive = !t.main_reaped && (t.main_is_child || procs::alive(t.main));
             if !alive && track == Track::Group {
-                alive = kill(-t.pgid, 0);
+                // A member that ended after this turn's reaping is still to be reaped (its
+                // SIGCHLD wakes the loop): the generation has not ended before its status is in.
+                alive = kill(-t.pgid, 0) || procs::unreaped_in_group(t.pgid);
             }
             if !alive
                 && let Some(p) = pidfile.as_deref().and_then(read_pidfile)
@@ -354,11 +364,16 @@ impl Init {
                 );
                 t.main = p;
                 t.main_reaped = false;
+                t.main_is_child = false;
                 alive = true;
                 self.machine.set_pid(t.generation, p);
             }
             if !alive {
-                ended.push((t.generation, t.code.unwrap_or(0)));
+                let code = match track {
+                    Track::Group => t.member_code.or(t.code),
+                    Track::Main => t.code,
+                };
+                ended.push((t.generation, code.unwrap_or(0)));
             }
         }
         if ended.is_empty() {
@@ -495,6 +510,7 @@ impl Init {
                     info!("generation {generation}: main pid is now {p} (MAINPID)");
                     t.main = p;
                     t.main_reaped = false;
+                    t.main_is_child = false;
                     self.machine.set_pid(generation, p);
                 }
             } else {
@@ -595,7 +611,9 @@ impl Init {
                 Action::Over { code } => {
                     self.over = Some(code);
                     self.begin_grace();
-                    if procs::signal_all(libc::SIGTERM) > 0 {
+                    // No child at all means no descendant either (orphans are reparented to
+                    // init): skip the walk over /proc.
+                    if self.children_left && procs::signal_all(libc::SIGTERM) > 0 {
                         info!(
                             "sent SIGTERM to the remaining processes; SIGKILL in {}",
                             crate::log::dur(self.left())
@@ -642,7 +660,9 @@ impl Init {
                     pgid: pid,
                     main: pid,
                     main_reaped: false,
+                    main_is_child: true,
                     code: None,
+                    member_code: None,
                 });
                 if self.sup.is_none() {
                     info!("started '{}' as pid {pid}", self.command.display);

@@ -64,6 +64,24 @@ pub fn reap(want_group: bool, mut on_exit: impl FnMut(i32, libc::c_int, Option<i
     }
 }
 
+/// Whether a child of init in process group `pgid` has ended but is not reaped yet (waitid(2)
+/// with WNOWAIT only looks). Such a zombie is the group's last word: its status is to be reaped.
+pub fn unreaped_in_group(pgid: i32) -> bool {
+    // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid out-pointer; WNOWAIT leaves the child waitable.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PGID,
+            pgid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+        )
+    };
+    // SAFETY: waitid filled si_pid (0 when no such child has ended).
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
 /// Whether `pid` is a live process (not a zombie).
 pub fn alive(pid: i32) -> bool {
     pid > 0 && stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')

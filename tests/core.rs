@@ -573,16 +573,17 @@ fn closed_or_broken_stderr_never_kills_init() {
         .spawn()
         .unwrap();
     drop(child.stderr.take());
+    let mut child = Guard(child);
     let seen = |t: &str| fs::read_to_string(&out).unwrap_or_default().contains(t);
     wait_until("service up", || seen("waiting"));
-    let pid = children(child.id() as i32)[0];
+    let pid = children(child.0.id() as i32)[0];
     for sig in [libc::SIGUSR1, libc::SIGHUP] {
         // SAFETY: kill(2) on the init this test started.
         unsafe { libc::kill(pid, sig) };
     }
     wait_until("forwarded after EPIPE", || seen("got SIGHUP"));
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
 
 #[test]
@@ -598,6 +599,7 @@ fn pdeathsig_fires_when_inits_parent_dies() {
     let seen = |t: &str| fs::read_to_string(&out).unwrap_or_default().contains(t);
     wait_until("service up", || seen("waiting"));
     let init = children(parent.id() as i32)[0];
+    let _cleanup = KillPids(vec![init]);
     parent.kill().unwrap();
     parent.wait().unwrap();
     wait_until("SIGUSR1 forwarded after the parent died", || {
@@ -617,15 +619,16 @@ fn terminal_foreground_group_is_the_commands_and_ctrl_c_reaches_it() {
         "unshare --pid --fork --mount-proc {INIT} -- {SVC} wait --report {}",
         report.display()
     );
-    let mut script = Command::new("script")
+    let script = Command::new("script")
         .args(["-qfec", &cmd, "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("script(1) from util-linux");
+    let mut script = Guard(script);
     wait_report(&report, "waiting");
-    let svc = descendants(script.id() as i32)
+    let svc = descendants(script.0.id() as i32)
         .into_iter()
         .find(|&p| {
             fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(SVC))
@@ -638,7 +641,7 @@ fn terminal_foreground_group_is_the_commands_and_ctrl_c_reaches_it() {
         "the command's group is the terminal's foreground group"
     );
     // Ctrl-C typed at the terminal: the line discipline sends SIGINT to the foreground group.
-    script.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    script.0.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
     wait_report(&report, "got SIGINT");
-    assert_eq!(script.wait().unwrap().code(), Some(0));
+    assert_eq!(script.0.wait().unwrap().code(), Some(0));
 }

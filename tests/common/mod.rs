@@ -354,3 +354,33 @@ pub fn fds(pid: i32) -> Vec<i32> {
     v.sort();
     v
 }
+
+/// A child process whose whole tree is SIGKILLed on drop (for tests that start something other
+/// than `Init`, so a failing assertion leaves nothing behind).
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let top = self.0.id() as i32;
+        for p in descendants(top).into_iter().rev() {
+            // SAFETY: kill(2) on processes this test started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Pids whose trees are SIGKILLed on drop.
+pub struct KillPids(pub Vec<i32>);
+
+impl Drop for KillPids {
+    fn drop(&mut self) {
+        for &top in &self.0 {
+            for p in descendants(top).into_iter().rev().chain([top]) {
+                // SAFETY: kill(2) on processes this test started.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+    }
+}
