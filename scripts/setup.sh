@@ -8,17 +8,20 @@ command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-python3 -c 'import yaml' >/dev/null 2>&1 || need_apt+=(python3-yaml)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# gunicorn from PyPI: a real third-party LISTEN_FDS consumer for the handoff tests.
-if ! python3 -c 'import gunicorn' >/dev/null 2>&1; then
-    echo "setup: pip install gunicorn"
-    python3 -m pip install -q gunicorn
+# From PyPI, for the python3 on PATH: gunicorn, a real third-party LISTEN_FDS consumer for the
+# handoff tests, and PyYAML for the offline check of the Kubernetes manifests.
+need_pip=()
+python3 -c 'import gunicorn' >/dev/null 2>&1 || need_pip+=(gunicorn)
+python3 -c 'import yaml' >/dev/null 2>&1 || need_pip+=(pyyaml)
+if [ ${#need_pip[@]} -gt 0 ]; then
+    echo "setup: pip install ${need_pip[*]}"
+    python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"
 fi
 
 # The static binary is built for musl when the target can be had, else glibc static.

@@ -1,0 +1,2 @@
+#!/bin/sh
+handoff-testsvc wait
