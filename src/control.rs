@@ -154,23 +154,6 @@ impl Drop for Server {
     }
 }
 
-/// JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `handoff-init ctl …`: returns the exit code (0 ok, 1 failed or unreachable, 2 usage).
 pub fn client(args: &[String]) -> u8 {
     let mut control: Option<String> = std::env::var("HANDOFF_CONTROL")
@@ -231,14 +214,4 @@ pub fn client(args: &[String]) -> u8 {
     let failed =
         answer.is_empty() || answer.starts_with("error") || answer.starts_with("{\"ok\":false");
     u8::from(failed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-    }
 }

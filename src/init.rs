@@ -12,7 +12,7 @@ use crate::config::{Config, Ready, Supervise, Track};
 use crate::handoff::{Action, Machine, ReadyKind, Settings};
 use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
-use crate::{control, listen, notify, procs, signals};
+use crate::{control, listen, notify, procs, signals, status};
 use crate::{debug, error, info, warn};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -588,7 +588,7 @@ impl Init {
                             format!("{{\"ok\":true,\"generation\":{g},\"pid\":{p}}}\n")
                         }
                         (Err(e), true) => {
-                            format!("{{\"ok\":false,\"error\":{}}}\n", control::json_str(&e))
+                            format!("{{\"ok\":false,\"error\":{}}}\n", status::str(&e))
                         }
                     };
                     if let Some(sup) = &mut self.sup {
@@ -725,74 +725,15 @@ impl Init {
     }
 
     fn status_text(&self) -> String {
-        let now = Instant::now();
-        let mut s = format!(
-            "handoff-init pid {}, up {}, handoffs: {} done, {} failed\n",
-            std::process::id(),
-            crate::log::dur(now - self.started),
-            self.machine.handoffs_done,
-            self.machine.handoffs_failed
-        );
-        if let Some(sup) = &self.sup {
-            for (i, l) in sup.listeners.iter().enumerate() {
-                s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
-            }
-        }
-        for g in &self.machine.gens {
-            s.push_str(&format!(
-                "generation {} pid {} {} up {}{}\n",
-                g.id,
-                g.pid,
-                g.state.name(),
-                crate::log::dur(now - g.started),
-                g.status
-                    .as_deref()
-                    .map_or(String::new(), |st| format!(" status: {st}"))
-            ));
-        }
-        s
+        status::text(&self.machine, self.listeners(), self.started)
     }
 
     fn status_json(&self) -> String {
-        let now = Instant::now();
-        let listeners: Vec<String> = self.sup.as_ref().map_or(Vec::new(), |sup| {
-            sup.listeners
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    format!(
-                        "{{\"name\":{},\"url\":{},\"fd\":{}}}",
-                        control::json_str(&l.name),
-                        control::json_str(&l.url),
-                        3 + i
-                    )
-                })
-                .collect()
-        });
-        let gens: Vec<String> = self
-            .machine
-            .gens
-            .iter()
-            .map(|g| {
-                format!(
-                    "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"uptime_ms\":{},\"status\":{}}}",
-                    g.id,
-                    g.pid,
-                    g.state.name(),
-                    (now - g.started).as_millis(),
-                    g.status.as_deref().map_or("null".to_string(), control::json_str)
-                )
-            })
-            .collect();
-        format!(
-            "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"listeners\":[{}],\"generations\":[{}]}}\n",
-            std::process::id(),
-            (now - self.started).as_millis(),
-            self.machine.handoffs_done,
-            self.machine.handoffs_failed,
-            listeners.join(","),
-            gens.join(",")
-        )
+        status::json(&self.machine, self.listeners(), self.started)
+    }
+
+    fn listeners(&self) -> &[Listener] {
+        self.sup.as_ref().map_or(&[], |s| &s.listeners)
     }
 
     /// Starts the grace period once; later reasons keep the first deadline.

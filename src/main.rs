@@ -11,6 +11,7 @@ mod notify;
 mod procs;
 mod signals;
 mod spawn;
+mod status;
 
 use std::process::ExitCode;
 

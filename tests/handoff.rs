@@ -804,3 +804,33 @@ fn gunicorn_handoffs_under_load_fail_no_request() {
         assert!(gens.contains(&g), "generation {g} never answered: {gens:?}");
     }
 }
+
+#[test]
+fn control_and_notify_sockets_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sup = Sup::start(&["--ready", "delay:0s", "--", SVC, "wait"], false);
+    sup.status();
+    let rt = sup.control.parent().unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(rt), 0o700);
+    assert_eq!(mode(&sup.control), 0o600);
+    // Another user cannot use the control socket.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            INIT,
+            "ctl",
+            "status",
+            "--control",
+        ])
+        .arg(&sup.control)
+        .output()
+        .expect("setpriv from util-linux");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,128 @@
+//! What `handoff-init ctl status` shows: generations, pids, states, uptime, handoff counts, the
+//! last STATUS= of each, and the listeners; as text for people or JSON for scripts.
+
+use crate::handoff::Machine;
+use crate::listen::Listener;
+use crate::log::dur;
+use std::time::Instant;
+
+pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
+    let now = Instant::now();
+    let mut s = format!(
+        "handoff-init pid {}, up {}, handoffs: {} done, {} failed\n",
+        std::process::id(),
+        dur(now - started),
+        m.handoffs_done,
+        m.handoffs_failed
+    );
+    for (i, l) in listeners.iter().enumerate() {
+        s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
+    }
+    for g in &m.gens {
+        let status = g
+            .status
+            .as_deref()
+            .map_or(String::new(), |st| format!(" status: {st}"));
+        s.push_str(&format!(
+            "generation {} pid {} {} up {}{status}\n",
+            g.id,
+            g.pid,
+            g.state.name(),
+            dur(now - g.started)
+        ));
+    }
+    s
+}
+
+pub fn json(m: &Machine, listeners: &[Listener], started: Instant) -> String {
+    let now = Instant::now();
+    let listeners: Vec<String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            format!(
+                "{{\"name\":{},\"url\":{},\"fd\":{}}}",
+                str(&l.name),
+                str(&l.url),
+                3 + i
+            )
+        })
+        .collect();
+    let gens: Vec<String> = m
+        .gens
+        .iter()
+        .map(|g| {
+            format!(
+                "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"uptime_ms\":{},\"status\":{}}}",
+                g.id,
+                g.pid,
+                g.state.name(),
+                (now - g.started).as_millis(),
+                g.status.as_deref().map_or("null".to_string(), str)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"listeners\":[{}],\"generations\":[{}]}}\n",
+        std::process::id(),
+        (now - started).as_millis(),
+        m.handoffs_done,
+        m.handoffs_failed,
+        listeners.join(","),
+        gens.join(",")
+    )
+}
+
+/// A JSON string literal.
+pub fn str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handoff::{ReadyKind, Settings};
+    use std::time::Duration;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(str("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn shows_generations_and_counts() {
+        let t = Instant::now();
+        let mut m = Machine::new(Settings {
+            ready: ReadyKind::Told,
+            ready_timeout: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(1),
+            stop_signal: 15,
+            restart_on_failure: false,
+        });
+        m.start(t);
+        m.spawned(1, 42, t);
+        m.set_status(1, "warming \"up\"".into());
+        let text = text(&m, &[], t);
+        assert!(text.contains("handoffs: 0 done, 0 failed"), "{text}");
+        assert!(text.contains("generation 1 pid 42 starting up"), "{text}");
+        assert!(text.ends_with("status: warming \"up\"\n"), "{text}");
+        let json = json(&m, &[], t);
+        assert!(
+            json.contains("\"generations\":[{\"generation\":1,\"pid\":42,\"state\":\"starting\""),
+            "{json}"
+        );
+        assert!(json.contains("\"status\":\"warming \\\"up\\\"\""), "{json}");
+    }
+}
