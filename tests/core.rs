@@ -41,15 +41,21 @@ fn command_runs_in_its_own_process_group_and_session() {
     assert_ne!(init_pgrp, pgrp);
 }
 
-#[test]
-fn seed_problem_sh_without_exec_gets_sigterm_through_init() {
-    need_unshare!();
-    let dir = TempDir::new();
+/// The seed problem: start.sh runs the service without exec and without a trap.
+fn seed_script(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
     let report = dir.path("report");
     let start = dir.script(
         "start.sh",
         &format!("#!/bin/sh\n{SVC} wait --report {}\n", report.display()),
     );
+    (start, report)
+}
+
+#[test]
+fn seed_problem_sh_without_exec_gets_sigterm_through_init() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let (start, report) = seed_script(&dir);
     let mut init = Init::start_in(dir, &["--", start.to_str().unwrap()], Opts::default());
     wait_report(&report, "waiting");
     init.signal(libc::SIGTERM);
@@ -68,11 +74,7 @@ fn seed_problem_sh_without_exec_gets_sigterm_through_init() {
 fn seed_problem_sh_as_pid1_without_init_never_delivers_sigterm() {
     need_unshare!();
     let dir = TempDir::new();
-    let report = dir.path("report");
-    let start = dir.script(
-        "start.sh",
-        &format!("#!/bin/sh\n{SVC} wait --report {}\n", report.display()),
-    );
+    let (start, report) = seed_script(&dir);
     let mut unshare = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "/bin/sh"])
         .arg(&start)

@@ -177,15 +177,7 @@ fn fifty_handoffs_under_load_fail_no_request() {
     );
     let addr = sup.addr();
     sup.wait_serving(1);
-    let load = load::start(LoadConfig {
-        clients: 16,
-        mode: ConnMode::Mixed,
-        ..LoadConfig::new(addr)
-    });
-    assert!(
-        load.wait_until(DEADLINE, |p| p.ok >= 200),
-        "load never got going"
-    );
+    let load = busy(addr, 16, 200);
     // Slow requests accepted by the old generation before a handoff must be answered by it.
     let mut slow = Vec::new();
     for n in 1..=50u32 {
@@ -733,6 +725,21 @@ fn restart_on_failure_keeps_the_socket_and_clients_queue() {
     assert!(sup.init.stderr().contains("crashed; restarting in 200ms"));
 }
 
+/// Starts `clients` clients (keep-alive and new connections mixed) and waits until `ok`
+/// requests have been answered.
+fn busy(addr: SocketAddr, clients: usize, ok: u64) -> load::LoadHandle {
+    let load = load::start(LoadConfig {
+        clients,
+        mode: ConnMode::Mixed,
+        ..LoadConfig::new(addr)
+    });
+    assert!(
+        load.wait_until(DEADLINE, |p| p.ok >= ok),
+        "load never got going"
+    );
+    load
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -774,15 +781,7 @@ fn gunicorn_handoffs_under_load_fail_no_request() {
     );
     let addr = sup.addr();
     sup.wait_serving(1);
-    let load = load::start(LoadConfig {
-        clients: 16,
-        mode: ConnMode::Mixed,
-        ..LoadConfig::new(addr)
-    });
-    assert!(
-        load.wait_until(DEADLINE, |p| p.ok >= 100),
-        "load never got going"
-    );
+    let load = busy(addr, 16, 100);
     for n in 1..=10u32 {
         let (code, out) = sup.reload();
         assert_eq!(code, 0, "handoff {n}: {out}\n{}", sup.init.logs());
