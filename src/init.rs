@@ -311,6 +311,7 @@ impl Init {
         let left = procs::reap(want_group, |pid, status, pgrp| {
             exits.push((pid, status, pgrp))
         });
+        self.children_left = left;
         for (pid, status, pgrp) in exits {
             let code = procs::exit_code(status);
             if let Some(i) = self.probes.iter().position(|&(p, _)| p == pid) {
