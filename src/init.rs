@@ -427,24 +427,26 @@ impl Init {
             format!(" as {}", signals::name(to))
         };
         if self.over.is_some() || self.tracked.is_empty() {
+            procs::signal_all(to);
             info!(
-                "received {} from {from}; forwarding{shown} to all remaining processes",
+                "received {} from {from}; forwarded{shown} to all remaining processes",
                 signals::name(sig)
             );
-            procs::signal_all(to);
         } else {
             for t in &self.tracked {
                 let (target, what) = match self.cfg.forward_to {
                     ForwardTo::Group => (-t.pgid, "process group"),
                     ForwardTo::Child => (t.main, "pid"),
                 };
+                // Deliver first, then log: the log line's formatting and write cost the
+                // service nothing this way.
+                kill(target, to);
                 info!(
-                    "received {} from {from}; forwarding{shown} to {what} {} (generation {})",
+                    "received {} from {from}; forwarded{shown} to {what} {} (generation {})",
                     signals::name(sig),
                     target.abs(),
                     t.generation
                 );
-                kill(target, to);
             }
         }
         if signals::is_shutdown(sig) {

@@ -358,6 +358,10 @@ fn shutdown_during_a_handoff_stops_both_generations_gracefully() {
     wait_until("generation 2 starting", || {
         sup.status().contains("generation 2 pid")
     });
+    // Generation 2 has blocked its signals (it logs after doing so) and waits out its start delay.
+    wait_until("generation 2 handles signals", || {
+        sup.init.stderr().matches("listening on fd=3").count() == 2
+    });
     let started = std::time::Instant::now();
     sup.init.signal(libc::SIGTERM);
     assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
@@ -596,9 +600,7 @@ fn self_forking_service_is_followed_with_track_group() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let logs = init.logs();
     assert!(
-        logs.contains(
-            "received SIGHUP from outside the PID namespace; forwarding to process group"
-        ),
+        logs.contains("received SIGHUP from outside the PID namespace; forwarded to process group"),
         "{logs}"
     );
     // Init kept running after the command (sh) exited, and reaped the old service.
