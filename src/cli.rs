@@ -144,8 +144,8 @@ Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, cont
                                 generation (LISTEN_FDS): tcp://127.0.0.1:8080, tcp://[::]:8080,
                                 udp://0.0.0.0:5353, unix:///run/app.sock; repeatable
       --ready MODE              when a new generation is ready: notify (READY=1 on NOTIFY_SOCKET,
-                                the default), delay:DURATION, exec:COMMAND (exits 0), tcp:HOST:PORT
-                                (a separate health port accepts)
+                                the default), delay:DURATION, or exec:COMMAND (a probe run every
+                                100 ms exits 0; HANDOFF_GENERATION and HANDOFF_MAINPID are set)
       --ready-timeout DURATION  a new generation not ready by then is killed [default: 60s]
       --handoff-signal SIGNAL   start a handoff on this signal [default: HUP with --listen]
       --stop-signal SIGNAL      sent to the old generation to drain it [default: TERM]

@@ -39,8 +39,6 @@ pub enum Ready {
     Delay(Duration),
     /// The probe command exits 0.
     Exec(Vec<OsString>),
-    /// A TCP connect to a separate health port succeeds.
-    Tcp(std::net::SocketAddr),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,20 +187,21 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
             Ready::Delay(parse_duration(&r[6..]).map_err(|e| format!("invalid --ready: {e}"))?)
         }
         Some(r) if r.starts_with("exec:") => {
-            let words: Vec<OsString> = r[5..].split_whitespace().map(OsString::from).collect();
-            if words.is_empty() {
-                return Err("invalid --ready 'exec:': expected exec:COMMAND [ARG]...".into());
+            let command = r[5..].trim();
+            if command.is_empty() {
+                return Err("invalid --ready 'exec:': expected exec:COMMAND".into());
             }
-            Ready::Exec(words)
+            // One word runs as it is (images without a shell); anything more through /bin/sh -c,
+            // as Docker's HEALTHCHECK CMD-SHELL does, so quoting and $HANDOFF_GENERATION work.
+            Ready::Exec(if command.contains(char::is_whitespace) {
+                vec!["/bin/sh".into(), "-c".into(), command.into()]
+            } else {
+                vec![command.into()]
+            })
         }
-        Some(r) if r.starts_with("tcp:") => Ready::Tcp(
-            r[4..]
-                .parse()
-                .map_err(|_| format!("invalid --ready '{r}': expected tcp:IP:PORT"))?,
-        ),
         Some(r) => {
             return Err(format!(
-                "invalid --ready '{r}': expected notify, delay:DURATION, exec:COMMAND or tcp:IP:PORT"
+                "invalid --ready '{r}': expected notify, delay:DURATION or exec:COMMAND"
             ));
         }
     };

@@ -177,7 +177,7 @@ impl Init {
                 ready: match o.ready {
                     Ready::Notify => ReadyKind::Told,
                     Ready::Delay(d) => ReadyKind::Delay(d),
-                    Ready::Exec(_) | Ready::Tcp(_) => ReadyKind::Probe(Duration::from_millis(100)),
+                    Ready::Exec(_) => ReadyKind::Probe(Duration::from_millis(100)),
                 },
                 ready_timeout: o.ready_timeout,
                 drain_timeout: o.drain_timeout,
@@ -690,13 +690,6 @@ impl Init {
             .find(|t| t.generation == generation)
             .map_or(0, |t| t.main);
         match &sup.opts.ready {
-            Ready::Tcp(addr) => {
-                // A loopback or local-network connect answers at once; the timeout only bounds a
-                // black-holed address.
-                let ok =
-                    std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
-                self.machine.probe_result(generation, ok, now)
-            }
             Ready::Exec(words) => {
                 let result = Command::prepare(words).and_then(|cmd| {
                     let mut env = self.env.clone();

@@ -835,3 +835,142 @@ fn control_and_notify_sockets_are_private() {
         "{out:?}"
     );
 }
+
+#[test]
+fn exec_probe_decides_readiness_per_generation() {
+    need_unshare!();
+    let flags = TempDir::new();
+    let dir = flags.0.display().to_string();
+    // The probe passes once a file for the probed generation exists; the service never notifies.
+    let probe = format!("exec:test -e {dir}/ready-$HANDOFF_GENERATION");
+    let sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--ready",
+            &probe,
+            "--",
+            SVC,
+            "wait",
+        ],
+        true,
+    );
+    fs::write(flags.path("ready-1"), "").unwrap();
+    sup.wait_serving(1);
+    sup.init.signal(libc::SIGHUP);
+    wait_until("generation 2 starting", || {
+        sup.status().contains("generation 2 pid")
+    });
+    // Generation 2 stays starting while its probe fails, and generation 1 keeps serving.
+    let status = sup.status();
+    assert!(
+        status.contains("starting") && status.contains("generation 1 pid"),
+        "{status}"
+    );
+    fs::write(flags.path("ready-2"), "").unwrap();
+    sup.wait_serving(2);
+    wait_until("generation 1 drained", || {
+        !sup.status().contains("generation 1 pid")
+    });
+}
+
+#[test]
+fn delay_readiness_for_services_that_do_not_notify() {
+    need_unshare!();
+    let sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--ready",
+            "delay:200ms",
+            "--",
+            SVC,
+            "wait",
+        ],
+        true,
+    );
+    sup.wait_serving(1);
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: generation 2 serving"), "{out}");
+}
+
+#[test]
+fn pidfile_follows_a_daemonizing_command() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let (pidfile, report) = (dir.path("svc.pid"), dir.path("r"));
+    // The command starts the service in the background, writes its pid and exits at once.
+    let start = dir.script(
+        "start.sh",
+        &format!(
+            "#!/bin/sh\n{SVC} wait --exit-code 5 --report {r} &\necho $! > {p}\n",
+            r = report.display(),
+            p = pidfile.display()
+        ),
+    );
+    let rt = dir.path("rt");
+    let mut init = Init::start_in(
+        dir,
+        &[
+            "--runtime-dir",
+            rt.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--",
+            start.to_str().unwrap(),
+        ],
+        Opts::default(),
+    );
+    wait_until("service up", || {
+        fs::read_to_string(&report).is_ok_and(|r| r.contains("waiting"))
+    });
+    init.wait_for_output("following pid");
+    init.signal(libc::SIGUSR1);
+    wait_until("USR1 forwarded to the followed service", || {
+        fs::read_to_string(&report).is_ok_and(|r| r.contains("got SIGUSR1"))
+    });
+    init.signal(libc::SIGTERM);
+    assert_eq!(
+        init.wait_exit(),
+        5,
+        "the followed service's status\n{}",
+        init.logs()
+    );
+}
+
+#[test]
+fn no_listen_pid_serves_a_service_behind_a_forking_wrapper() {
+    need_unshare!();
+    // sh runs the service as a child (no exec): LISTEN_PID would name sh, so it is left out.
+    let wrapper = format!("{SVC} http");
+    let sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--no-listen-pid",
+            "--",
+            "sh",
+            "-c",
+            &wrapper,
+        ],
+        true,
+    );
+    let addr = sup.addr();
+    sup.wait_serving(1);
+    assert!(get(addr, "/").contains("gen=1"));
+    let svc = sup
+        .init
+        .find("handoff-testsvc http")
+        .into_iter()
+        .find(|p| {
+            fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(SVC.as_bytes()))
+        })
+        .expect("the service, child of sh");
+    let env = fs::read(format!("/proc/{svc}/environ")).unwrap();
+    let env = String::from_utf8_lossy(&env);
+    assert!(
+        env.contains("LISTEN_FDS=1") && !env.contains("LISTEN_PID="),
+        "{env}"
+    );
+}
