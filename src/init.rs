@@ -9,7 +9,7 @@
 
 use crate::cli::ForwardTo;
 use crate::config::{Config, Ready, Supervise, Track};
-use crate::handoff::{Action, Machine, ReadyKind, Settings};
+use crate::handoff::{Action, Machine, ReadyKind, Settings, State};
 use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
 use crate::{control, listen, notify, procs, signals, status};
@@ -346,7 +346,14 @@ impl Init {
         let mut ended = Vec::new();
         for t in &mut self.tracked {
             let mut alive = !t.main_reaped && (t.main_is_child || procs::alive(t.main));
-            if !alive && track == Track::Group {
+            // A generation on its way out (draining, or killed for failing) is over only when
+            // its whole group is: what its main process leaves behind still gets the drain
+            // deadline's SIGKILL instead of lingering unowned.
+            let leaving = self
+                .machine
+                .generation(t.generation)
+                .is_some_and(|g| matches!(g.state, State::Draining | State::Failed));
+            if !alive && (track == Track::Group || leaving) {
                 // A member that ended after this turn's reaping is still to be reaped (its
                 // SIGCHLD wakes the loop): the generation has not ended before its status is in.
                 alive = kill(-t.pgid, 0) || procs::unreaped_in_group(t.pgid);

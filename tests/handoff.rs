@@ -974,3 +974,48 @@ fn no_listen_pid_serves_a_service_behind_a_forking_wrapper() {
         "{env}"
     );
 }
+
+#[test]
+fn what_a_drained_generation_leaves_behind_is_killed_at_the_drain_deadline() {
+    need_unshare!();
+    let dir = TempDir::new();
+    // Generation 1 starts a helper that ignores SIGTERM, in its process group, then the service.
+    let start = dir.script(
+        "start.sh",
+        &format!(
+            "#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 1 ]; then sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & fi\nexec {SVC} http\n"
+        ),
+    );
+    let sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--drain-timeout",
+            "500ms",
+            "--",
+            start.to_str().unwrap(),
+        ],
+        true,
+    );
+    sup.wait_serving(1);
+    let stubborn = sup.init.find_one("trap");
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "{out}");
+    // Generation 1's service drains and exits; its helper stays until the drain deadline.
+    wait_until("generation 1 gone", || {
+        !sup.status().contains("generation 1 pid")
+    });
+    assert!(
+        !procs_alive(stubborn),
+        "the helper outlived its generation's drain deadline"
+    );
+    assert!(
+        sup.init.stderr().contains("generation 1: drain timeout"),
+        "{}",
+        sup.init.stderr()
+    );
+}
+
+fn procs_alive(pid: i32) -> bool {
+    state(pid).is_some_and(|s| s != 'Z')
+}
