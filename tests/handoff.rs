@@ -1019,3 +1019,36 @@ fn what_a_drained_generation_leaves_behind_is_killed_at_the_drain_deadline() {
 fn procs_alive(pid: i32) -> bool {
     state(pid).is_some_and(|s| s != 'Z')
 }
+
+#[test]
+fn ready_is_passed_upstream_once_the_first_generation_is_ready() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let upstream_path = dir.path("upstream.sock");
+    let upstream = std::os::unix::net::UnixDatagram::bind(&upstream_path).unwrap();
+    upstream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let up = upstream_path.to_str().unwrap();
+    let sup = Sup::start_env(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--",
+            SVC,
+            "http",
+            "--start-delay",
+            "300",
+        ],
+        true,
+        &[("NOTIFY_SOCKET", up)],
+    );
+    let mut buf = [0u8; 512];
+    let n = upstream.recv(&mut buf).expect("READY=1 from handoff-init");
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    assert!(msg.starts_with("READY=1\n"), "{msg}");
+    // By then generation 1 is serving, and the service got init's own NOTIFY_SOCKET.
+    assert!(sup.status().contains("generation 1 pid"));
+    let svc = sup.init.find_one("handoff-testsvc http");
+    let env =
+        String::from_utf8_lossy(&fs::read(format!("/proc/{svc}/environ")).unwrap()).into_owned();
+    assert!(env.contains("NOTIFY_SOCKET=") && !env.contains(up), "{env}");
+}
