@@ -144,20 +144,21 @@ case_a() {
 
     # With handoff-init the whole group gets SIGTERM: graceful and fast. The exit code is the
     # command's, as with every init: for a script without exec that is sh, killed by SIGTERM
-    # (143), while the service it started finishes its graceful shutdown before init exits. The
-    # last variant has no script (as with `exec`): the command is the service, its own code.
+    # (143), while the service it started finishes its graceful shutdown before init exits. With
+    # --track group the service's own code (7): the generation lasts as long as its process group.
+    # The last variant has no script (as with `exec`): the command is the service, its own code.
     local variant want n=0
-    for variant in "143 /app/start.sh" "143 /app/start-exit7.sh" "7 handoff-testsvc wait --exit-code 7"; do
+    for variant in "143 -- /app/start.sh" "143 -- /app/start-exit7.sh" "7 --track group -- /app/start-exit7.sh" "7 -- handoff-testsvc wait --exit-code 7"; do
         want=${variant%% *} variant=${variant#* } n=$((n + 1))
         c=$(cname "init-$n")
         # shellcheck disable=SC2086  # the variant is a command line
-        run_detached "$c" --entrypoint /sbin/handoff-init "$repo:local" -- $variant || return 1
+        run_detached "$c" --entrypoint /sbin/handoff-init "$repo:local" $variant || return 1
         wait_until 30 "the service waits for signals" svc_waiting "$c" || return 1
         t=$(stop_ms "$c" 10) || return 1
         code=$(exit_code "$c") logs=$(docker logs "$c" 2>&1)
-        say "    handoff-init -- $variant: docker stop -t 10 took $t ms, exit $code"
-        record "handoff-init -- $variant: stop -t 10" "$t ms, exit $code"
-        expect_eq "exit code with handoff-init -- $variant" "$code" "$want" || bad=1
+        say "    handoff-init $variant: docker stop -t 10 took $t ms, exit $code"
+        record "handoff-init $variant: stop -t 10" "$t ms, exit $code"
+        expect_eq "exit code with handoff-init $variant" "$code" "$want" || bad=1
         expect_lt "stop time with handoff-init (ms)" "$t" "$limit" || bad=1
         expect_contains "logs with handoff-init" "$logs" "graceful shutdown complete" || bad=1
     done

@@ -154,7 +154,8 @@ Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, cont
       --restart never|on-failure  restart a crashed service with backoff, sockets held [never]
       --track main|group        the service lives while its main pid (main) or any process of its
                                 group (group: self-forking servers) lives [default: main]
-      --pidfile PATH            the service lives while the pid written in PATH lives
+      --pidfile PATH            the service lives while the pid written in PATH lives (re-read
+                                whenever init wakes)
       --control PATH            control socket [default: RUNTIME_DIR/control.sock]
       --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init]
 

@@ -344,6 +344,7 @@ impl Init {
         let track = self.sup.as_ref().map_or(Track::Main, |s| s.opts.track);
         let pidfile = self.sup.as_ref().and_then(|s| s.opts.pidfile.clone());
         let mut ended = Vec::new();
+        let newest = self.tracked.last().map(|t| t.generation);
         for t in &mut self.tracked {
             let mut alive = !t.main_reaped && (t.main_is_child || procs::alive(t.main));
             // A generation on its way out (draining, or killed for failing) is over only when
@@ -358,7 +359,9 @@ impl Init {
                 // SIGCHLD wakes the loop): the generation has not ended before its status is in.
                 alive = kill(-t.pgid, 0) || procs::unreaped_in_group(t.pgid);
             }
-            if !alive
+            // The pid file names the newest generation's main process; it is read on every
+            // turn of the loop (never while idle), so a service that rewrites it is followed.
+            if Some(t.generation) == newest
                 && let Some(p) = pidfile.as_deref().and_then(read_pidfile)
                 && p != t.main
                 && procs::alive(p)

@@ -1052,3 +1052,38 @@ fn ready_is_passed_upstream_once_the_first_generation_is_ready() {
         String::from_utf8_lossy(&fs::read(format!("/proc/{svc}/environ")).unwrap()).into_owned();
     assert!(env.contains("NOTIFY_SOCKET=") && !env.contains(up), "{env}");
 }
+
+#[test]
+fn track_group_exits_with_the_status_of_the_service_behind_a_script() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let report = dir.path("r");
+    // The seed pitfall's script (no exec); the service takes 300 ms to shut down, then exits 7.
+    let start = dir.script(
+        "start.sh",
+        &format!(
+            "#!/bin/sh\n{SVC} wait --cleanup 300 --exit-code 7 --report {}\n",
+            report.display()
+        ),
+    );
+    let rt = dir.path("rt");
+    let mut init = Init::start_in(
+        dir,
+        &[
+            "--runtime-dir",
+            rt.to_str().unwrap(),
+            "--track",
+            "group",
+            "--",
+            start.to_str().unwrap(),
+        ],
+        Opts::default(),
+    );
+    wait_until("service up", || {
+        fs::read_to_string(&report).is_ok_and(|r| r.contains("waiting"))
+    });
+    init.signal(libc::SIGTERM);
+    // sh dies of SIGTERM at once (143); the generation lasts until its group is empty, and its
+    // status is the service's.
+    assert_eq!(init.wait_exit(), 7, "{}", init.logs());
+}

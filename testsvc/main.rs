@@ -45,7 +45,7 @@ connection with `Connection: close`, closes idle ones after --drain-idle), then
 ready the copy sends `MAINPID=<its pid>` + `READY=1` and SIGTERM to its parent, which drains.";
 
 const USAGE: &str = "\
-usage: handoff-testsvc wait [--exit-code N] [--ignore-term] [--report FILE] [--print-self]
+usage: handoff-testsvc wait [--exit-code N] [--cleanup MS] [--ignore-term] [--report FILE] [--print-self]
        handoff-testsvc http [--bind ADDR]... [--start-delay MS] [--request-delay MS]
                             [--drain-idle MS] [--fail-start] [--never-ready] [--ignore-term]
                             [--self-fork] [--health ADDR] [--require-listen-pid]
@@ -55,6 +55,7 @@ usage: handoff-testsvc wait [--exit-code N] [--ignore-term] [--report FILE] [--p
 const OPTIONS_HELP: &str = "\
 wait options:
   --exit-code N        exit code after a graceful shutdown (default 0)
+  --cleanup MS         take MS to shut down after SIGTERM/SIGINT (default 0)
   --ignore-term        log SIGTERM but keep waiting (SIGINT still ends it)
   --report FILE        also append every line to FILE
   --print-self         first print `sigblk=<hex> sigign=<hex> fds=<list> pgid=<n> sid=<n>` as
@@ -86,6 +87,7 @@ orphans options:
 /// Options of `wait`.
 pub struct WaitArgs {
     pub exit_code: i32,
+    pub cleanup_ms: u64,
     pub ignore_term: bool,
     pub report: Option<PathBuf>,
     pub print_self: bool,
@@ -156,6 +158,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
 fn parse_wait(mut it: ArgIter) -> Result<WaitArgs, String> {
     let mut a = WaitArgs {
         exit_code: 0,
+        cleanup_ms: 0,
         ignore_term: false,
         report: None,
         print_self: false,
@@ -163,6 +166,7 @@ fn parse_wait(mut it: ArgIter) -> Result<WaitArgs, String> {
     while let Some(flag) = it.args.next() {
         match flag.as_str() {
             "--exit-code" => a.exit_code = it.number(&flag)?,
+            "--cleanup" => a.cleanup_ms = it.number(&flag)?,
             "--ignore-term" => a.ignore_term = true,
             "--report" => a.report = Some(PathBuf::from(it.value(&flag)?)),
             "--print-self" => a.print_self = true,

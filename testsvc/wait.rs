@@ -28,6 +28,8 @@ pub fn run(args: WaitArgs) -> i32 {
         };
         say(&format!("got {}", sys::signal_name(signo)), report);
         if signo == libc::SIGINT || (signo == libc::SIGTERM && !args.ignore_term) {
+            // A real service takes a moment to shut down (flush, close connections).
+            std::thread::sleep(std::time::Duration::from_millis(args.cleanup_ms));
             say("graceful shutdown complete", report);
             return args.exit_code;
         }
