@@ -312,6 +312,14 @@ fn exit_status_as_pid1() {
     need_unshare!();
     let mut init = Init::pid1(&["--", "sh", "-c", "exit 42"]);
     assert_eq!(init.wait_exit(), 42);
+    // Every log line: program name and pid (1, as PID 1), on stderr.
+    let err = init.stderr();
+    assert!(err.lines().count() >= 2, "{err}");
+    assert!(
+        err.lines().all(|l| l.starts_with("handoff-init[1]: ")),
+        "{err}"
+    );
+    assert!(init.stdout().is_empty());
     let mut init = Init::pid1(&["--", "handoff-no-such-command"]);
     assert_eq!(init.wait_exit(), 127);
 }
