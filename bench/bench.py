@@ -762,7 +762,9 @@ def markdown(rep, hi, inits, targets, quick):
             f"`handoff-init --listen tcp://127.0.0.1:PORT {rep.handoff['ready'] + ' ' if rep.handoff['ready'] else ''}"
             "-- handoff-testsvc http`, then `kill -HUP` "
             "(new generation on the same listening socket, old one drained). Peers: SIGTERM to the init, wait for "
-            "it to exit, start it again with `handoff-testsvc http --bind`."
+            "it to exit, start it again with `handoff-testsvc http --bind`. Restart time: for handoff-init from "
+            "`kill -HUP` until the new generation serves alone (the old one has drained and exited); for the peers "
+            "from SIGTERM until the restarted service accepts."
         )
         L.append("")
         L.append("| init | restart by | requests/s | ok | failed | failures by kind | median restart ms |")
