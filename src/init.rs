@@ -19,7 +19,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::SigSet;
 use nix::sys::signalfd::SignalFd;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -114,7 +114,7 @@ fn kill(pid: i32, sig: i32) -> bool {
 }
 
 fn env_entry(k: &str, v: &str) -> Vec<u8> {
-    format!("{k}={v}").into_bytes()
+    spawn::env_entry(k.as_bytes(), v.as_bytes())
 }
 
 impl Init {
@@ -158,12 +158,7 @@ impl Init {
         ];
         let env: Vec<Vec<u8>> = std::env::vars_os()
             .filter(|(k, _)| sup.is_none() || !protocol.iter().any(|p| k == p))
-            .map(|(k, v)| {
-                let mut kv = k.into_vec();
-                kv.push(b'=');
-                kv.extend(v.into_vec());
-                kv
-            })
+            .map(|(k, v)| spawn::env_entry(k.as_bytes(), v.as_bytes()))
             .collect();
         let settings = match &cfg.supervise {
             None => Settings {
@@ -641,29 +636,30 @@ impl Init {
     }
 
     fn spawn_gen(&mut self, generation: u32, now: Instant) -> Vec<Action> {
-        let mut env = self.env.clone();
+        let mut extra = Vec::new();
         let mut fds = Vec::new();
+        let mut listen_pid = false;
         if let Some(sup) = &self.sup {
             if !sup.listeners.is_empty() {
                 use std::os::fd::AsRawFd;
                 fds = sup.listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
-                env.push(env_entry("LISTEN_FDS", &fds.len().to_string()));
+                extra.push(env_entry("LISTEN_FDS", &fds.len().to_string()));
                 let names: Vec<&str> = sup.listeners.iter().map(|l| l.name.as_str()).collect();
-                env.push(env_entry("LISTEN_FDNAMES", &names.join(":")));
-                if sup.opts.listen_pid {
-                    env.push(spawn::LISTEN_PID_SLOT.to_vec());
-                }
+                extra.push(env_entry("LISTEN_FDNAMES", &names.join(":")));
+                listen_pid = sup.opts.listen_pid;
             }
-            env.push(env_entry(
-                "NOTIFY_SOCKET",
-                &sup.notify.path.to_string_lossy(),
+            extra.push(spawn::env_entry(
+                b"NOTIFY_SOCKET",
+                sup.notify.path.as_os_str().as_bytes(),
             ));
-            env.push(env_entry("HANDOFF_GENERATION", &generation.to_string()));
+            extra.push(env_entry("HANDOFF_GENERATION", &generation.to_string()));
         }
         let plan = Plan {
             mask: &self.mask,
             foreground: generation == 1,
-            env,
+            env: &self.env,
+            extra_env: extra,
+            listen_pid,
             listen_fds: &fds,
         };
         match spawn::spawn(&self.command, &plan) {
@@ -702,18 +698,19 @@ impl Init {
         match &sup.opts.ready {
             Ready::Exec(words) => {
                 let result = Command::prepare(words).and_then(|cmd| {
-                    let mut env = self.env.clone();
-                    env.push(env_entry("HANDOFF_GENERATION", &generation.to_string()));
-                    env.push(env_entry("HANDOFF_MAINPID", &main.to_string()));
-                    spawn::spawn(
-                        &cmd,
-                        &Plan {
-                            mask: &self.mask,
-                            foreground: false,
-                            env,
-                            listen_fds: &[],
-                        },
-                    )
+                    let extra_env = vec![
+                        env_entry("HANDOFF_GENERATION", &generation.to_string()),
+                        env_entry("HANDOFF_MAINPID", &main.to_string()),
+                    ];
+                    let plan = Plan {
+                        mask: &self.mask,
+                        foreground: false,
+                        env: &self.env,
+                        extra_env,
+                        listen_pid: false,
+                        listen_fds: &[],
+                    };
+                    spawn::spawn(&cmd, &plan)
                 });
                 match result {
                     Ok(pid) => {

@@ -145,36 +145,58 @@ pub struct Plan<'a> {
     pub mask: &'a SigSet,
     /// Make the child's group the terminal's foreground group when stdin is a terminal.
     pub foreground: bool,
-    /// Environment as `KEY=VALUE`; an entry exactly `LISTEN_PID=` gets the child's pid appended.
-    pub env: Vec<Vec<u8>>,
+    /// The environment every child starts from, as NUL-terminated `KEY=VALUE\0` entries.
+    pub env: &'a [Vec<u8>],
+    /// More NUL-terminated entries for this child (see `env_entry`).
+    pub extra_env: Vec<Vec<u8>>,
+    /// Add `LISTEN_PID=<the child's own pid>`, written by the child between fork and exec.
+    pub listen_pid: bool,
     /// Listening sockets that become fds 3, 4, … in the child.
     pub listen_fds: &'a [RawFd],
 }
 
 /// Room for the decimal pid behind `LISTEN_PID=` (pid_max is at most 2^22, 7 digits).
 const PID_DIGITS: usize = 10;
-pub const LISTEN_PID_SLOT: &[u8] = b"LISTEN_PID=";
+const LISTEN_PID_SLOT: &[u8] = b"LISTEN_PID=";
+
+/// `KEY=VALUE\0`, as `Plan` wants environment entries.
+pub fn env_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut e = Vec::with_capacity(key.len() + value.len() + 2);
+    e.extend_from_slice(key);
+    e.push(b'=');
+    e.extend_from_slice(value);
+    e.push(0);
+    e
+}
 
 /// Forks and execs `cmd`. Returns the child's pid once it has exec'd (or the exec error, with the
 /// child already reaped).
 pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
-    // Everything the child touches is allocated here, before fork.
-    let mut env: Vec<Vec<u8>> = plan.env.clone();
-    let mut slot_index = None;
-    for (i, entry) in env.iter_mut().enumerate() {
-        if entry.as_slice() == LISTEN_PID_SLOT {
-            entry.extend_from_slice(&[0; PID_DIGITS]);
-            slot_index = Some(i);
-        }
-        entry.push(0);
+    // Everything the child touches is allocated here, before fork. The environment is not
+    // copied: the child gets pointers to init's entries.
+    let mut slot = Vec::new();
+    if plan.listen_pid {
+        slot.extend_from_slice(LISTEN_PID_SLOT);
+        slot.extend_from_slice(&[0; PID_DIGITS + 1]);
     }
-    // Taken after the last push, so no reallocation can move it.
-    let pid_slot: *mut u8 = match slot_index {
-        // SAFETY: the entry is the prefix followed by PID_DIGITS + 1 reserved bytes.
-        Some(i) => unsafe { env[i].as_mut_ptr().add(LISTEN_PID_SLOT.len()) },
-        None => std::ptr::null_mut(),
+    // SAFETY: the slot is the prefix followed by PID_DIGITS + 1 reserved bytes; it is not
+    // resized after this, so the pointer stays valid.
+    let pid_slot: *mut u8 = if plan.listen_pid {
+        unsafe { slot.as_mut_ptr().add(LISTEN_PID_SLOT.len()) }
+    } else {
+        std::ptr::null_mut()
     };
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr().cast()).collect();
+    let mut envp: Vec<*const libc::c_char> =
+        Vec::with_capacity(plan.env.len() + plan.extra_env.len() + 2);
+    envp.extend(
+        plan.env
+            .iter()
+            .chain(&plan.extra_env)
+            .map(|e| e.as_ptr().cast::<libc::c_char>()),
+    );
+    if plan.listen_pid {
+        envp.push(slot.as_ptr().cast());
+    }
     envp.push(std::ptr::null());
     let mut argv: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
