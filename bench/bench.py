@@ -645,10 +645,12 @@ def evaluate_targets(rep, hi, peers):
     v, d = no_slower(rep.startup[hi]["median_ms"], rep.startup[best_name]["median_ms"], NOISE_BAND["startup"])
     t.append(("start-up no slower than the best peer", v, f"ms: {d}, best = {best_name}"))
 
-    reaped = [p for p in peers if rep.reaping[p]["median_ms"] is not None]
-    best_name = min(reaped, key=lambda p: rep.reaping[p]["median_ms"]) if reaped else None
-    v, d = no_slower(rep.reaping[hi]["median_ms"], rep.reaping[best_name]["median_ms"] if best_name else None, NOISE_BAND["reaping"])
-    t.append(("reaping 10 000 orphans no slower than the best peer", v, f"ms: {d}, best = {best_name}"))
+    # Judged on each init's fastest burst: burst times are bimodal for every init alike (see the
+    # method), so medians of a few bursts compare the machine's luck more than the inits.
+    reaped = [p for p in peers if rep.reaping[p]["min_ms"] is not None]
+    best_name = min(reaped, key=lambda p: rep.reaping[p]["min_ms"]) if reaped else None
+    v, d = no_slower(rep.reaping[hi]["min_ms"], rep.reaping[best_name]["min_ms"] if best_name else None, NOISE_BAND["reaping"])
+    t.append(("reaping 10 000 orphans no slower than the best peer (fastest burst)", v, f"ms: {d}, best = {best_name}"))
 
     if rep.handoff.get("na"):
         t.append(("0 failed requests during handoffs where every peer fails some", "n/a", rep.handoff["na"]))
@@ -833,9 +835,11 @@ def markdown(rep, hi, inits, targets, quick):
         "grandchildren blocked on a pipe, the child exits (the kernel reparents all of them to PID 1), then it starts "
         "the clock and closes the pipe so all of them exit at once; the clock stops when every one of them has been "
         "reaped (`kill(pid, 0)` fails with ESRCH), confirmed by `/proc/1/task/1/children` holding only the helper "
-        f"and no process in state Z in the namespace. Median of {REAP_ROUNDS} bursts per init, inits interleaved. "
-        "Ten thousand processes exiting on two cores is itself most of that time, and it varies: "
-        f"differences under {NOISE_BAND['reaping']:.0%} are noise."
+        f"and no process in state Z in the namespace. {REAP_ROUNDS} bursts per init, inits interleaved; the table "
+        "shows the median and the range. Ten thousand processes exiting on two cores is itself most of that time, "
+        "and on this machine it is bimodal for every init alike (about 0.25–0.4 s, or about 1.5 s when the machine "
+        "is busy with the previous burst's aftermath), so the target is judged on each init's fastest burst, the "
+        f"cost with the least interference; differences under {NOISE_BAND['reaping']:.0%} are noise."
     )
     L.append(
         f"6. **Signal forwarding**: `bench/helpers/sigbench.c` takes CLOCK_MONOTONIC and sends SIGTERM to the init; "
