@@ -12,7 +12,7 @@ use crate::config::{Config, Ready, Supervise, Track};
 use crate::handoff::{Action, Machine, ReadyKind, Settings, State};
 use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
-use crate::{control, listen, notify, procs, signals, status};
+use crate::{control, listen, notify, procs, signals, status, sys};
 use crate::{debug, error, info, warn};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -108,10 +108,7 @@ struct Init {
     started: Instant,
 }
 
-fn kill(pid: i32, sig: i32) -> bool {
-    // SAFETY: kill(2) has no memory-safety preconditions; ESRCH is an answer, not a fault.
-    unsafe { libc::kill(pid, sig) == 0 }
-}
+use crate::sys::kill;
 
 fn env_entry(k: &str, v: &str) -> Vec<u8> {
     spawn::env_entry(k.as_bytes(), v.as_bytes())
@@ -128,19 +125,13 @@ impl Init {
         if std::process::id() != 1 {
             // Orphans of the service are reparented to us rather than to the real PID 1, so we
             // can reap them and stop them at shutdown (prctl(2) PR_SET_CHILD_SUBREAPER).
-            // SAFETY: prctl with integer arguments only.
-            if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-                warn!("cannot become child subreaper: {}", Errno::last().desc());
+            if let Err(e) = sys::set_child_subreaper() {
+                warn!("cannot become child subreaper: {}", e.desc());
             }
         }
         if let Some(sig) = cfg.pdeathsig {
-            // SAFETY: prctl with integer arguments only.
-            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
-                return Err(fatal(format!(
-                    "cannot set the parent-death signal: {}",
-                    Errno::last().desc()
-                )));
-            }
+            sys::set_parent_death_signal(sig)
+                .map_err(|e| fatal(format!("cannot set the parent-death signal: {}", e.desc())))?;
         }
         let command = Command::prepare(&cfg.command).map_err(|e| {
             error!("{e}");

@@ -6,12 +6,13 @@
 //! handoff lossless: the kernel keeps queueing connections on it while generations change.
 //! No SO_REUSEPORT: each such socket has its own queue, and closing one drops what it queued.
 
+use crate::sys;
 use nix::sys::socket::{
     self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
     UnixAddr, sockopt,
 };
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Listeners live at this fd number and above in init.
@@ -187,7 +188,7 @@ fn bind(spec: &Spec) -> Result<Listener, String> {
         socket::listen(&l.fd, Backlog::MAXCONN).map_err(|e| fail("listen on", e))?;
     }
     l.url = local_url(&l.fd, l.stream).unwrap_or_else(|| show(&spec.addr));
-    if let Some(high) = move_high(&l.fd) {
+    if let Some(high) = sys::dup_at_least(&l.fd, HIGH_FD) {
         l.fd = high;
     }
     Ok(l)
@@ -248,15 +249,6 @@ fn local_url(fd: &OwnedFd, stream: bool) -> Option<String> {
         .map(|a| format!("unix://@{}", String::from_utf8_lossy(a)))
 }
 
-/// A close-on-exec duplicate of `fd` at the lowest free number ≥ HIGH_FD; None when the fd
-/// limit is lower than that (the fd then stays where it is and the child's dup2 plan copes).
-fn move_high(fd: &OwnedFd) -> Option<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on a valid fd; the result is a fresh fd we own.
-    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_FD) };
-    // SAFETY: `high` was just returned by fcntl and is owned by nobody else.
-    (high >= 0).then(|| unsafe { OwnedFd::from_raw_fd(high) })
-}
-
 /// If init itself was socket-activated (LISTEN_PID is our pid), adopt fds 3..3+LISTEN_FDS as
 /// listeners, named by LISTEN_FDNAMES, exactly as sd_listen_fds(3) would hand them to a service.
 pub fn adopt() -> Result<Vec<Listener>, String> {
@@ -275,8 +267,9 @@ pub fn adopt() -> Result<Vec<Listener>, String> {
     let mut out = Vec::new();
     for i in 0..n {
         let raw = 3 + i;
-        // SAFETY: the socket activation protocol hands us fds 3..3+n; nothing else owns them.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // The socket activation protocol hands us fds 3..3+n (main kept them open).
+        let fd = sys::take_fd(raw)
+            .ok_or_else(|| format!("LISTEN_FDS names fd {raw}, which is not open"))?;
         let ty = socket::getsockopt(&fd, sockopt::SockType)
             .map_err(|e| format!("inherited fd {raw} is not a socket: {}", e.desc()))?;
         let stream = ty == SockType::Stream;
@@ -285,7 +278,7 @@ pub fn adopt() -> Result<Vec<Listener>, String> {
             .get(i as usize)
             .cloned()
             .unwrap_or_else(|| "unknown".into());
-        let fd = move_high(&fd).unwrap_or(fd);
+        let fd = sys::dup_at_least(&fd, HIGH_FD).unwrap_or(fd);
         out.push(Listener {
             name,
             url,
@@ -294,12 +287,7 @@ pub fn adopt() -> Result<Vec<Listener>, String> {
             unlink: None,
         });
     }
-    // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
-    unsafe {
-        std::env::remove_var("LISTEN_PID");
-        std::env::remove_var("LISTEN_FDS");
-        std::env::remove_var("LISTEN_FDNAMES");
-    }
+    // The generations' environment leaves out the LISTEN_* variables init was given.
     Ok(out)
 }
 

@@ -12,6 +12,7 @@ mod procs;
 mod signals;
 mod spawn;
 mod status;
+mod sys;
 
 use std::process::ExitCode;
 
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    ensure_std_fds();
+    sys::ensure_std_fds();
     close_inherited_fds();
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Parsed::Run(cli)) => cli,
@@ -73,21 +74,5 @@ fn close_inherited_fds() {
     } else {
         0
     };
-    // SAFETY: close_range(2) on fds nothing in this process owns yet (no fd has been opened
-    // since exec except 0-2 and the activator's); on kernels before 5.9 it fails with ENOSYS
-    // and the fds stay (they are still not passed to children: see spawn).
-    unsafe { libc::syscall(libc::SYS_close_range, 3 + keep, u32::MAX, 0) };
-}
-
-/// If init was started with fd 0, 1 or 2 closed, open /dev/null there, so the signalfd and other
-/// fds of init never take those numbers and the command starts with the three standard fds.
-fn ensure_std_fds() {
-    for fd in 0..3 {
-        // SAFETY: F_GETFD on any integer is harmless; open with a static C string.
-        unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) < 0 {
-                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            }
-        }
-    }
+    sys::close_from(3 + keep);
 }

@@ -10,7 +10,7 @@ use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
 };
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A datagram as received: who sent it and its `KEY=VALUE` lines.
@@ -101,11 +101,9 @@ impl Server {
                 match c {
                     ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
                     ControlMessageOwned::ScmRights(fds) => {
-                        for fd in fds {
-                            // SAFETY: the kernel just installed this fd for us; we own it and
-                            // close it by dropping (sd_notify fd store is not supported).
-                            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-                        }
+                        // The kernel just installed these fds for us: close them (the sd_notify
+                        // fd store is not supported).
+                        fds.into_iter().for_each(|fd| drop(crate::sys::take_fd(fd)));
                     }
                     _ => {}
                 }

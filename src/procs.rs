@@ -1,7 +1,6 @@
 //! Reaping and the process tree: who is left, and signalling all of it.
 
-use crate::signals;
-use nix::errno::Errno;
+use crate::{signals, sys};
 
 /// How a process ended, as a shell reports it: its exit code, or 128+N for signal N.
 pub fn exit_code(status: libc::c_int) -> u8 {
@@ -24,62 +23,27 @@ pub fn reap(want_group: bool, mut on_exit: impl FnMut(i32, libc::c_int, Option<i
         let mut pgrp = None;
         let mut target = -1;
         if want_group {
-            // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: waitid with a valid out-pointer; WNOWAIT leaves the child waitable.
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_ALL,
-                    0,
-                    &mut info,
-                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
-                )
-            };
-            if r < 0 {
-                if Errno::last() == Errno::EINTR {
-                    continue;
+            match sys::peek_ended(None) {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(pid)) => {
+                    pgrp = self::pgrp(pid);
+                    target = pid;
                 }
-                return false;
             }
-            // SAFETY: waitid filled si_pid (0 when no child has changed state).
-            let pid = unsafe { info.si_pid() };
-            if pid == 0 {
-                return true;
-            }
-            pgrp = self::pgrp(pid);
-            target = pid;
         }
-        let mut status = 0;
-        // SAFETY: waitpid with a valid out-pointer; __WALL also reaps clone(2) children that
-        // were created without SIGCHLD as their exit signal.
-        let pid = unsafe { libc::waitpid(target, &mut status, libc::WNOHANG | libc::__WALL) };
-        match pid {
-            0 => return true,
-            p if p > 0 => on_exit(p, status, pgrp),
-            _ => match Errno::last() {
-                Errno::EINTR => continue,
-                _ => return false,
-            },
+        match sys::wait_nohang(target) {
+            sys::Wait::Exited(pid, status) => on_exit(pid, status, pgrp),
+            sys::Wait::Running => return true,
+            sys::Wait::NoChildren => return false,
         }
     }
 }
 
-/// Whether a child of init in process group `pgid` has ended but is not reaped yet (waitid(2)
-/// with WNOWAIT only looks). Such a zombie is the group's last word: its status is to be reaped.
+/// Whether a child of init in process group `pgid` has ended but is not reaped yet. Such a
+/// zombie is the group's last word: its status is still to be reaped.
 pub fn unreaped_in_group(pgid: i32) -> bool {
-    // SAFETY: zeroed siginfo_t is a valid out-parameter for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid with a valid out-pointer; WNOWAIT leaves the child waitable.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PGID,
-            pgid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
-        )
-    };
-    // SAFETY: waitid filled si_pid (0 when no such child has ended).
-    r == 0 && unsafe { info.si_pid() } != 0
+    matches!(sys::peek_ended(Some(pgid)), Ok(Some(_)))
 }
 
 /// Whether `pid` is a live process (not a zombie).
@@ -163,12 +127,10 @@ fn stat(pid: i32) -> Option<(char, i32)> {
 pub fn signal_all(sig: i32) -> usize {
     let targets = descendants();
     if std::process::id() == 1 {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(-1, sig) };
+        sys::kill(-1, sig);
     } else {
         for &pid in &targets {
-            // SAFETY: as above. ESRCH (it just exited) is expected and harmless.
-            unsafe { libc::kill(pid, sig) };
+            sys::kill(pid, sig);
         }
     }
     crate::debug!("sent {} to {} processes", signals::name(sig), targets.len());

@@ -1,0 +1,125 @@
+//! Thin safe wrappers around the raw syscalls init needs that nix does not cover the way we
+//! use them (waitid with WNOWAIT, close_range, prctl, F_DUPFD_CLOEXEC). With `spawn` (fork and
+//! exec), this is one of the two modules with `unsafe`; each block says why it is sound.
+
+use nix::errno::Errno;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// kill(2); true if the signal was sent. ESRCH (already gone) is an answer, not a fault.
+pub fn kill(pid: i32, sig: i32) -> bool {
+    // SAFETY: kill(2) takes integers only and has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// What a non-blocking wait found.
+pub enum Wait {
+    /// A child ended: its pid and wait status.
+    Exited(i32, libc::c_int),
+    /// Children exist, none has ended.
+    Running,
+    /// No child at all (ECHILD).
+    NoChildren,
+}
+
+/// waitpid(2) with WNOHANG on `pid` (-1: any child). __WALL also reaps clone(2) children that
+/// were created without SIGCHLD as their exit signal. Retries on EINTR.
+pub fn wait_nohang(pid: i32) -> Wait {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer to a local.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        match r {
+            0 => return Wait::Running,
+            p if p > 0 => return Wait::Exited(p, status),
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return Wait::NoChildren,
+        }
+    }
+}
+
+/// The pid of a child that has ended but is not reaped, without reaping it (waitid(2) with
+/// WNOWAIT): any child (`pgid` None) or one in process group `pgid`. `Err` is ECHILD.
+pub fn peek_ended(pgid: Option<i32>) -> Result<Option<i32>, Errno> {
+    let (idtype, id) = match pgid {
+        Some(g) => (libc::P_PGID, g as libc::id_t),
+        None => (libc::P_ALL, 0),
+    };
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with a valid out-pointer to a local; WNOWAIT leaves the child waitable.
+        let r = unsafe {
+            libc::waitid(
+                idtype,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+            )
+        };
+        if r < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        // SAFETY: waitid succeeded, so si_pid is set (0 when no child has ended).
+        let pid = unsafe { info.si_pid() };
+        return Ok((pid != 0).then_some(pid));
+    }
+}
+
+/// prctl(PR_SET_CHILD_SUBREAPER): orphans below us are reparented to us, not to PID 1.
+pub fn set_child_subreaper() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments only.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
+}
+
+/// prctl(PR_SET_PDEATHSIG): `sig` is sent to us when our parent dies.
+pub fn set_parent_death_signal(sig: i32) -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments only.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// Closes every fd from `first` up (close_range(2), Linux 5.9). Only for fds nothing in this
+/// process owns: called first thing in `main`. On older kernels it fails and the fds stay open
+/// (children still do not get them: they are marked close-on-exec in the child).
+pub fn close_from(first: u32) {
+    // SAFETY: a raw syscall with integer arguments; no Rust object owns these fds yet.
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+}
+
+/// Opens /dev/null on whichever of fds 0-2 is closed, so nothing init opens later takes a
+/// standard fd's number and every child starts with the three of them.
+pub fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD on an integer is harmless; open with a static C string. The new fd is
+        // the lowest free one, i.e. the missing standard fd, and stays open for init's life.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+}
+
+/// A close-on-exec duplicate of `fd` at the lowest free number ≥ `min`; None if the fd limit is
+/// lower than that.
+pub fn dup_at_least(fd: &OwnedFd, min: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd, borrowed for the call.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    // SAFETY: `high` was just returned by fcntl; nothing else owns it.
+    (high >= 0).then(|| unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+/// Takes ownership of an fd that a protocol handed to this process: a socket activator's
+/// LISTEN_FDS, or SCM_RIGHTS in a received message. None if `raw` is not open.
+pub fn take_fd(raw: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only checks that the fd is open.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the fd is open and was handed over to us (the caller's contract); no other object
+    // in this process owns it, so wrapping it gives it exactly one owner.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
