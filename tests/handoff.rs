@@ -189,31 +189,9 @@ fn fifty_handoffs_under_load_fail_no_request() {
             write!(conn, "GET /slow?delay=1500 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
             slow.push((before, std::thread::spawn(move || read_response(&mut conn))));
         }
-        let (code, out) = sup.reload();
-        assert_eq!(code, 0, "handoff {n}: {out}");
-        assert!(
-            out.starts_with(&format!("ok: generation {} serving", n + 1)),
-            "{out}"
-        );
-        // Every handoff is seen by clients: wait until the new generation answers.
-        assert!(
-            load.wait_until(DEADLINE, |p| p.ok_from_gen(u64::from(n) + 1) > 0),
-            "gen {} never answered",
-            n + 1
-        );
+        handoff_seen_by_clients(&sup, &load, n);
     }
-    let report = load.stop();
-    eprintln!("{}", report.summary());
-    assert!(
-        report.failures.is_empty(),
-        "failed requests: {:?}",
-        &report.failures[..report.failures.len().min(10)]
-    );
-    assert_eq!(report.total, report.ok);
-    let gens = report.gen_values();
-    for g in 1..=51 {
-        assert!(gens.contains(&g), "generation {g} never answered: {gens:?}");
-    }
+    no_failed_request(load, 51);
     for (before, t) in slow {
         let body = t
             .join()
@@ -228,6 +206,37 @@ fn fifty_handoffs_under_load_fail_no_request() {
     assert!(sup.status().contains("handoffs: 50 done, 0 failed"));
     sup.init.signal(libc::SIGTERM);
     assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
+
+/// Handoff `n` by `ctl reload`, then waits until clients are answered by generation n+1.
+fn handoff_seen_by_clients(sup: &Sup, load: &load::LoadHandle, n: u32) {
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "handoff {n}: {out}\n{}", sup.init.logs());
+    assert!(
+        out.starts_with(&format!("ok: generation {} serving", n + 1)),
+        "{out}"
+    );
+    let next = u64::from(n) + 1;
+    assert!(
+        load.wait_until(DEADLINE, |p| p.ok_from_gen(next) > 0),
+        "gen {next} never answered"
+    );
+}
+
+/// Stops the load: every request was answered, and generations 1..=`gens` all answered some.
+fn no_failed_request(load: load::LoadHandle, gens: u64) {
+    let report = load.stop();
+    eprintln!("{}", report.summary());
+    assert!(
+        report.failures.is_empty(),
+        "failed requests: {:?}",
+        &report.failures[..report.failures.len().min(10)]
+    );
+    assert_eq!(report.total, report.ok);
+    let seen = report.gen_values();
+    for g in 1..=gens {
+        assert!(seen.contains(&g), "generation {g} never answered: {seen:?}");
+    }
 }
 
 /// start.sh choosing the service's behaviour by generation.
@@ -785,25 +794,9 @@ fn gunicorn_handoffs_under_load_fail_no_request() {
     sup.wait_serving(1);
     let load = busy(addr, 16, 100);
     for n in 1..=10u32 {
-        let (code, out) = sup.reload();
-        assert_eq!(code, 0, "handoff {n}: {out}\n{}", sup.init.logs());
-        assert!(
-            load.wait_until(DEADLINE, |p| p.ok_from_gen(u64::from(n) + 1) > 0),
-            "gen {} never answered",
-            n + 1
-        );
+        handoff_seen_by_clients(&sup, &load, n);
     }
-    let report = load.stop();
-    eprintln!("gunicorn: {}", report.summary());
-    assert!(
-        report.failures.is_empty(),
-        "failed requests: {:?}",
-        &report.failures[..report.failures.len().min(10)]
-    );
-    let gens = report.gen_values();
-    for g in 1..=11 {
-        assert!(gens.contains(&g), "generation {g} never answered: {gens:?}");
-    }
+    no_failed_request(load, 11);
 }
 
 #[test]
