@@ -1080,3 +1080,38 @@ fn track_group_exits_with_the_status_of_the_service_behind_a_script() {
     // status is the service's.
     assert_eq!(init.wait_exit(), 7, "{}", init.logs());
 }
+
+#[test]
+fn custom_handoff_and_stop_signals() {
+    need_unshare!();
+    let sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--handoff-signal",
+            "USR2",
+            "--stop-signal",
+            "QUIT",
+            "--",
+            SVC,
+            "http",
+        ],
+        true,
+    );
+    sup.wait_serving(1);
+    // HUP is not the handoff signal here: it is forwarded to the service.
+    sup.init.signal(libc::SIGHUP);
+    sup.init.wait_for_output("got SIGHUP from pid 1");
+    sup.init.signal(libc::SIGUSR2);
+    sup.wait_serving(2);
+    // The old generation is drained with SIGQUIT.
+    sup.init.wait_for_output("got SIGQUIT from pid 1");
+    wait_until("generation 1 gone", || {
+        !sup.status().contains("generation 1 pid")
+    });
+    assert!(
+        !sup.init.stderr().contains("got SIGTERM"),
+        "{}",
+        sup.init.stderr()
+    );
+}
