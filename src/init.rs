@@ -204,8 +204,8 @@ impl Init {
         let upstream = std::env::var("NOTIFY_SOCKET")
             .ok()
             .filter(|v| !v.is_empty());
-        let mut listeners = listen::adopt()?;
-        listeners.extend(listen::bind_all(&opts.listen)?);
+        let mut listeners = listen::adopt().map_err(|e| e.to_string())?;
+        listeners.extend(listen::bind_all(&opts.listen).map_err(|e| e.to_string())?);
         if listeners.len() > (listen::HIGH_FD - 3) as usize {
             return Err(format!("too many listeners ({})", listeners.len()));
         }

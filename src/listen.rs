@@ -122,14 +122,62 @@ impl Drop for Listener {
     }
 }
 
+/// Why a listener could not be had; init exits 1 with this as its one line.
+#[derive(Debug)]
+pub enum Error {
+    /// A socket call failed: `step` is what was being done ("bind", "listen on", …).
+    Socket {
+        step: &'static str,
+        addr: String,
+        source: nix::Error,
+    },
+    /// A live socket answers at this path.
+    InUse { path: PathBuf },
+    /// Something other than a socket is at this path.
+    NotASocket { path: PathBuf },
+    RemoveStale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The socket activator's LISTEN_FDS could not be taken over.
+    Adopt { why: String },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Socket { step, addr, source } => {
+                write!(f, "cannot {step} {addr}: {}", source.desc())
+            }
+            Error::InUse { path } => {
+                write!(f, "cannot bind unix://{}: address in use", path.display())
+            }
+            Error::NotASocket { path } => {
+                write!(
+                    f,
+                    "cannot bind unix://{}: a file that is not a socket is in the way",
+                    path.display()
+                )
+            }
+            Error::RemoveStale { path, source } => {
+                write!(f, "cannot remove stale socket {}: {source}", path.display())
+            }
+            Error::Adopt { why } => write!(f, "cannot take over LISTEN_FDS: {why}"),
+        }
+    }
+}
+
 /// Binds every spec, in order. On error, what was bound is closed (and unlinked) by Drop.
-pub fn bind_all(specs: &[Spec]) -> Result<Vec<Listener>, String> {
+pub fn bind_all(specs: &[Spec]) -> Result<Vec<Listener>, Error> {
     specs.iter().map(bind).collect()
 }
 
-fn bind(spec: &Spec) -> Result<Listener, String> {
-    let fail =
-        |what: &str, e: nix::Error| format!("cannot {what} {}: {}", show(&spec.addr), e.desc());
+fn bind(spec: &Spec) -> Result<Listener, Error> {
+    let fail = |step: &'static str, source: nix::Error| Error::Socket {
+        step,
+        addr: show(&spec.addr),
+        source,
+    };
     let (family, ty) = match &spec.addr {
         Addr::Tcp(a) => (
             if a.is_ipv4() {
@@ -196,25 +244,21 @@ fn bind(spec: &Spec) -> Result<Listener, String> {
 
 /// A socket file left by a previous run blocks bind(2) with EADDRINUSE. Remove it only if it is a
 /// socket nobody accepts on; a live one is an error, and so is any other kind of file.
-fn remove_stale(path: &PathBuf) -> Result<(), String> {
+fn remove_stale(path: &PathBuf) -> Result<(), Error> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
-        return Err(format!(
-            "cannot bind unix://{}: a file that is not a socket is in the way",
-            path.display()
-        ));
+        return Err(Error::NotASocket { path: path.clone() });
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(format!(
-            "cannot bind unix://{}: address in use",
-            path.display()
-        ));
+        return Err(Error::InUse { path: path.clone() });
     }
-    std::fs::remove_file(path)
-        .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))
+    std::fs::remove_file(path).map_err(|source| Error::RemoveStale {
+        path: path.clone(),
+        source,
+    })
 }
 
 fn show(a: &Addr) -> String {
@@ -251,16 +295,16 @@ fn local_url(fd: &OwnedFd, stream: bool) -> Option<String> {
 
 /// If init itself was socket-activated (LISTEN_PID is our pid), adopt fds 3..3+LISTEN_FDS as
 /// listeners, named by LISTEN_FDNAMES, exactly as sd_listen_fds(3) would hand them to a service.
-pub fn adopt() -> Result<Vec<Listener>, String> {
+pub fn adopt() -> Result<Vec<Listener>, Error> {
     let (Ok(pid), Ok(n)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else {
         return Ok(Vec::new());
     };
     if pid.parse::<u32>().ok() != Some(std::process::id()) {
         return Ok(Vec::new());
     }
-    let n: RawFd = n
-        .parse()
-        .map_err(|_| format!("invalid LISTEN_FDS '{n}' passed to init"))?;
+    let n: RawFd = n.parse().map_err(|_| Error::Adopt {
+        why: format!("LISTEN_FDS '{n}' is not a number"),
+    })?;
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|v| v.split(':').map(String::from).collect())
         .unwrap_or_default();
@@ -268,10 +312,12 @@ pub fn adopt() -> Result<Vec<Listener>, String> {
     for i in 0..n {
         let raw = 3 + i;
         // The socket activation protocol hands us fds 3..3+n (main kept them open).
-        let fd = sys::take_fd(raw)
-            .ok_or_else(|| format!("LISTEN_FDS names fd {raw}, which is not open"))?;
-        let ty = socket::getsockopt(&fd, sockopt::SockType)
-            .map_err(|e| format!("inherited fd {raw} is not a socket: {}", e.desc()))?;
+        let fd = sys::take_fd(raw).ok_or_else(|| Error::Adopt {
+            why: format!("fd {raw} is not open"),
+        })?;
+        let ty = socket::getsockopt(&fd, sockopt::SockType).map_err(|e| Error::Adopt {
+            why: format!("fd {raw} is not a socket: {}", e.desc()),
+        })?;
         let stream = ty == SockType::Stream;
         let url = local_url(&fd, stream).unwrap_or_else(|| format!("fd://{raw}"));
         let name = names
