@@ -8,20 +8,21 @@
 //! stderr) are at most a log line.
 
 use crate::cli::ForwardTo;
-use crate::config::{Config, Ready, Supervise, Track};
+use crate::config::{Config, Ready, Track};
 use crate::handoff::{Action, Machine, ReadyKind, Settings, State};
-use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
-use crate::{control, listen, notify, procs, signals, status, sys};
 use crate::{debug, error, info, warn};
+use crate::{notify, procs, signals, status, sys};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::SigSet;
 use nix::sys::signalfd::SignalFd;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+mod supervisor;
+use supervisor::Sup;
 
 /// Runs the command under init and returns init's exit code.
 pub fn run(cfg: Config, mask: SigSet) -> u8 {
@@ -45,43 +46,6 @@ struct Tracked {
     /// With --track group: status of the last other member of the group reaped. The service a
     /// start script ran without exec outlives the shell, so its status is the generation's.
     member_code: Option<u8>,
-}
-
-/// What only the supervisor has: sockets and the runtime directory. Fields drop in order, so
-/// the sockets are unlinked before the directory is removed.
-struct Sup {
-    opts: Supervise,
-    listeners: Vec<Listener>,
-    notify: notify::Server,
-    control: control::Server,
-    upstream: Option<String>,
-    /// Held for its Drop: removes the directory after the sockets in it.
-    _dir: RuntimeDir,
-}
-
-struct RuntimeDir {
-    path: PathBuf,
-    created: bool,
-}
-
-impl RuntimeDir {
-    fn create(path: PathBuf) -> Result<RuntimeDir, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let created = !path.exists();
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create runtime dir {}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot make runtime dir {} private: {e}", path.display()))?;
-        Ok(RuntimeDir { path, created })
-    }
-}
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        if self.created {
-            std::fs::remove_dir(&self.path).ok();
-        }
-    }
 }
 
 struct Init {
@@ -138,7 +102,7 @@ impl Init {
             e.exit_code()
         })?;
         let sup = match &cfg.supervise {
-            Some(opts) => Some(Self::supervisor(opts).map_err(fatal)?),
+            Some(opts) => Some(Sup::open(opts).map_err(fatal)?),
             None => None,
         };
         let protocol = [
@@ -196,38 +160,6 @@ impl Init {
         }
         // From here on init does not bail out: it reaps and forwards until nothing is left.
         Ok(init)
-    }
-
-    /// Sockets and the runtime directory, all made before the first generation starts; on error
-    /// what was made is removed again by Drop.
-    fn supervisor(opts: &Supervise) -> Result<Sup, String> {
-        let upstream = std::env::var("NOTIFY_SOCKET")
-            .ok()
-            .filter(|v| !v.is_empty());
-        let mut listeners = listen::adopt().map_err(|e| e.to_string())?;
-        listeners.extend(listen::bind_all(&opts.listen).map_err(|e| e.to_string())?);
-        if listeners.len() > (listen::HIGH_FD - 3) as usize {
-            return Err(format!("too many listeners ({})", listeners.len()));
-        }
-        let dir = RuntimeDir::create(opts.runtime_dir.clone())?;
-        let control = control::Server::bind(&opts.control)?;
-        let notify = notify::Server::bind(&dir.path.join("notify.sock"))?;
-        for (i, l) in listeners.iter().enumerate() {
-            info!(
-                "listening on {}={} (fd {} in each generation)",
-                l.name,
-                l.url,
-                3 + i
-            );
-        }
-        Ok(Sup {
-            opts: opts.clone(),
-            listeners,
-            notify,
-            control,
-            upstream,
-            _dir: dir,
-        })
     }
 
     fn serve(&mut self) -> u8 {
@@ -452,111 +384,6 @@ impl Init {
         }
     }
 
-    /// Notify datagrams and control requests.
-    fn service_sockets(&mut self) {
-        let Some(sup) = &mut self.sup else { return };
-        let mut msgs = Vec::new();
-        while let Some(m) = sup.notify.recv() {
-            msgs.push(m);
-        }
-        let requests = sup.control.service();
-        for m in msgs {
-            self.on_notify(m);
-        }
-        for r in requests {
-            match r {
-                control::Request::Reload { client, json } => {
-                    if json {
-                        self.json_waiters.push(client);
-                    }
-                    info!("control: reload requested");
-                    let acts = self.machine.trigger(Some(client), Instant::now());
-                    self.exec(acts);
-                }
-                control::Request::Status { client, json } => {
-                    let text = if json {
-                        self.status_json()
-                    } else {
-                        self.status_text()
-                    };
-                    if let Some(sup) = &mut self.sup {
-                        sup.control.reply(client, &text);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_notify(&mut self, m: notify::Message) {
-        let Some(generation) = self.attribute(m.pid) else {
-            debug!(
-                "notify: message from pid {} that belongs to no generation; ignored",
-                m.pid
-            );
-            return;
-        };
-        let now = Instant::now();
-        if let Some(s) = m.status {
-            debug!("generation {generation}: STATUS={s}");
-            self.machine.set_status(generation, s);
-        }
-        if let Some(p) = m.mainpid {
-            // Only a live process of this generation may become its main pid.
-            if procs::alive(p) && self.attribute(p) == Some(generation) {
-                if let Some(t) = self.tracked.iter_mut().find(|t| t.generation == generation)
-                    && t.main != p
-                {
-                    info!("generation {generation}: main pid is now {p} (MAINPID)");
-                    t.main = p;
-                    t.main_reaped = false;
-                    t.main_is_child = false;
-                    self.machine.set_pid(generation, p);
-                }
-            } else {
-                warn!(
-                    "generation {generation}: ignored MAINPID={p}: not a live process of the generation"
-                );
-            }
-        }
-        if let Some(us) = m.extend_timeout_usec {
-            self.machine
-                .extend(generation, Duration::from_micros(us), now);
-        }
-        if m.stopping {
-            info!("generation {generation}: stopping (STOPPING=1)");
-        }
-        if m.reloading {
-            info!("generation {generation}: reloading (RELOADING=1)");
-        }
-        if m.ready {
-            let acts = self.machine.ready(generation, now);
-            self.exec(acts);
-        }
-    }
-
-    /// Which generation a pid belongs to: its main pid, its process group, or a descendant of
-    /// its main pid (found through /proc parent links).
-    fn attribute(&self, pid: i32) -> Option<u32> {
-        if let Some(t) = self.tracked.iter().find(|t| t.main == pid) {
-            return Some(t.generation);
-        }
-        let pgrp = procs::pgrp(pid)?;
-        if let Some(t) = self.tracked.iter().find(|t| t.pgid == pgrp) {
-            return Some(t.generation);
-        }
-        let mut p = pid;
-        for _ in 0..64 {
-            p = procs::ppid(p)?;
-            if p <= 1 {
-                return None;
-            }
-            if let Some(t) = self.tracked.iter().find(|t| t.main == p) {
-                return Some(t.generation);
-            }
-        }
-        None
-    }
-
     fn exec(&mut self, actions: Vec<Action>) {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(a) = queue.pop_front() {
@@ -675,59 +502,6 @@ impl Init {
                     .spawn_failed(generation, e.to_string(), e.exit_code(), now)
             }
         }
-    }
-
-    fn probe(&mut self, generation: u32, now: Instant) -> Vec<Action> {
-        let Some(sup) = &self.sup else {
-            return Vec::new();
-        };
-        let main = self
-            .tracked
-            .iter()
-            .find(|t| t.generation == generation)
-            .map_or(0, |t| t.main);
-        match &sup.opts.ready {
-            Ready::Exec(words) => {
-                let result = Command::prepare(words).and_then(|cmd| {
-                    let extra_env = vec![
-                        env_entry("HANDOFF_GENERATION", &generation.to_string()),
-                        env_entry("HANDOFF_MAINPID", &main.to_string()),
-                    ];
-                    let plan = Plan {
-                        mask: &self.mask,
-                        foreground: false,
-                        env: &self.env,
-                        extra_env,
-                        listen_pid: false,
-                        listen_fds: &[],
-                    };
-                    spawn::spawn(&cmd, &plan)
-                });
-                match result {
-                    Ok(pid) => {
-                        self.probes.push((pid, generation));
-                        Vec::new()
-                    }
-                    Err(e) => {
-                        warn!("generation {generation}: readiness probe: {e}");
-                        self.machine.probe_result(generation, false, now)
-                    }
-                }
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    fn status_text(&self) -> String {
-        status::text(&self.machine, self.listeners(), self.started)
-    }
-
-    fn status_json(&self) -> String {
-        status::json(&self.machine, self.listeners(), self.started)
-    }
-
-    fn listeners(&self) -> &[Listener] {
-        self.sup.as_ref().map_or(&[], |s| &s.listeners)
     }
 
     /// Starts the grace period once; later reasons keep the first deadline.

@@ -1,0 +1,243 @@
+//! What init does only as a supervisor (with `--listen` or another handoff option): its sockets
+//! and runtime directory, notify messages and control requests, readiness probes, status.
+
+use super::{Init, env_entry};
+use crate::config::{Ready, Supervise};
+use crate::handoff::Action;
+use crate::listen::Listener;
+use crate::spawn::{self, Command, Plan};
+use crate::{control, listen, notify, procs, status};
+use crate::{debug, info, warn};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What only the supervisor has: sockets and the runtime directory. Fields drop in order, so
+/// the sockets are unlinked before the directory is removed.
+pub(super) struct Sup {
+    pub(super) opts: Supervise,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) notify: notify::Server,
+    pub(super) control: control::Server,
+    pub(super) upstream: Option<String>,
+    /// Held for its Drop: removes the directory after the sockets in it.
+    _dir: RuntimeDir,
+}
+
+struct RuntimeDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl RuntimeDir {
+    fn create(path: PathBuf) -> Result<RuntimeDir, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let created = !path.exists();
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create runtime dir {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make runtime dir {} private: {e}", path.display()))?;
+        Ok(RuntimeDir { path, created })
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        if self.created {
+            std::fs::remove_dir(&self.path).ok();
+        }
+    }
+}
+
+impl Sup {
+    /// Sockets and the runtime directory, all made before the first generation starts; on error
+    /// what was made is removed again by Drop.
+    pub(super) fn open(opts: &Supervise) -> Result<Sup, String> {
+        let upstream = std::env::var("NOTIFY_SOCKET")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let mut listeners = listen::adopt().map_err(|e| e.to_string())?;
+        listeners.extend(listen::bind_all(&opts.listen).map_err(|e| e.to_string())?);
+        if listeners.len() > (listen::HIGH_FD - 3) as usize {
+            return Err(format!("too many listeners ({})", listeners.len()));
+        }
+        let dir = RuntimeDir::create(opts.runtime_dir.clone())?;
+        let control = control::Server::bind(&opts.control)?;
+        let notify = notify::Server::bind(&dir.path.join("notify.sock"))?;
+        for (i, l) in listeners.iter().enumerate() {
+            info!(
+                "listening on {}={} (fd {} in each generation)",
+                l.name,
+                l.url,
+                3 + i
+            );
+        }
+        Ok(Sup {
+            opts: opts.clone(),
+            listeners,
+            notify,
+            control,
+            upstream,
+            _dir: dir,
+        })
+    }
+}
+
+impl Init {
+    /// Notify datagrams and control requests.
+    pub(super) fn service_sockets(&mut self) {
+        let Some(sup) = &mut self.sup else { return };
+        let mut msgs = Vec::new();
+        while let Some(m) = sup.notify.recv() {
+            msgs.push(m);
+        }
+        let requests = sup.control.service();
+        for m in msgs {
+            self.on_notify(m);
+        }
+        for r in requests {
+            match r {
+                control::Request::Reload { client, json } => {
+                    if json {
+                        self.json_waiters.push(client);
+                    }
+                    info!("control: reload requested");
+                    let acts = self.machine.trigger(Some(client), Instant::now());
+                    self.exec(acts);
+                }
+                control::Request::Status { client, json } => {
+                    let text = if json {
+                        self.status_json()
+                    } else {
+                        self.status_text()
+                    };
+                    if let Some(sup) = &mut self.sup {
+                        sup.control.reply(client, &text);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_notify(&mut self, m: notify::Message) {
+        let Some(generation) = self.attribute(m.pid) else {
+            debug!(
+                "notify: message from pid {} that belongs to no generation; ignored",
+                m.pid
+            );
+            return;
+        };
+        let now = Instant::now();
+        if let Some(s) = m.status {
+            debug!("generation {generation}: STATUS={s}");
+            self.machine.set_status(generation, s);
+        }
+        if let Some(p) = m.mainpid {
+            // Only a live process of this generation may become its main pid.
+            if procs::alive(p) && self.attribute(p) == Some(generation) {
+                if let Some(t) = self.tracked.iter_mut().find(|t| t.generation == generation)
+                    && t.main != p
+                {
+                    info!("generation {generation}: main pid is now {p} (MAINPID)");
+                    t.main = p;
+                    t.main_reaped = false;
+                    t.main_is_child = false;
+                    self.machine.set_pid(generation, p);
+                }
+            } else {
+                warn!(
+                    "generation {generation}: ignored MAINPID={p}: not a live process of the generation"
+                );
+            }
+        }
+        if let Some(us) = m.extend_timeout_usec {
+            self.machine
+                .extend(generation, Duration::from_micros(us), now);
+        }
+        if m.stopping {
+            info!("generation {generation}: stopping (STOPPING=1)");
+        }
+        if m.reloading {
+            info!("generation {generation}: reloading (RELOADING=1)");
+        }
+        if m.ready {
+            let acts = self.machine.ready(generation, now);
+            self.exec(acts);
+        }
+    }
+
+    /// Which generation a pid belongs to: its main pid, its process group, or a descendant of
+    /// its main pid (found through /proc parent links).
+    pub(super) fn attribute(&self, pid: i32) -> Option<u32> {
+        if let Some(t) = self.tracked.iter().find(|t| t.main == pid) {
+            return Some(t.generation);
+        }
+        let pgrp = procs::pgrp(pid)?;
+        if let Some(t) = self.tracked.iter().find(|t| t.pgid == pgrp) {
+            return Some(t.generation);
+        }
+        let mut p = pid;
+        for _ in 0..64 {
+            p = procs::ppid(p)?;
+            if p <= 1 {
+                return None;
+            }
+            if let Some(t) = self.tracked.iter().find(|t| t.main == p) {
+                return Some(t.generation);
+            }
+        }
+        None
+    }
+
+    pub(super) fn probe(&mut self, generation: u32, now: Instant) -> Vec<Action> {
+        let Some(sup) = &self.sup else {
+            return Vec::new();
+        };
+        let main = self
+            .tracked
+            .iter()
+            .find(|t| t.generation == generation)
+            .map_or(0, |t| t.main);
+        match &sup.opts.ready {
+            Ready::Exec(words) => {
+                let result = Command::prepare(words).and_then(|cmd| {
+                    let extra_env = vec![
+                        env_entry("HANDOFF_GENERATION", &generation.to_string()),
+                        env_entry("HANDOFF_MAINPID", &main.to_string()),
+                    ];
+                    let plan = Plan {
+                        mask: &self.mask,
+                        foreground: false,
+                        env: &self.env,
+                        extra_env,
+                        listen_pid: false,
+                        listen_fds: &[],
+                    };
+                    spawn::spawn(&cmd, &plan)
+                });
+                match result {
+                    Ok(pid) => {
+                        self.probes.push((pid, generation));
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        warn!("generation {generation}: readiness probe: {e}");
+                        self.machine.probe_result(generation, false, now)
+                    }
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn status_text(&self) -> String {
+        status::text(&self.machine, self.listeners(), self.started)
+    }
+
+    pub(super) fn status_json(&self) -> String {
+        status::json(&self.machine, self.listeners(), self.started)
+    }
+
+    pub(super) fn listeners(&self) -> &[Listener] {
+        self.sup.as_ref().map_or(&[], |s| &s.listeners)
+    }
+}
