@@ -10,7 +10,7 @@
 use crate::cli::ForwardTo;
 use crate::config::{Config, Ready, Track};
 use crate::handoff::{Action, Machine, ReadyKind, Settings, State};
-use crate::spawn::{self, Command, Plan};
+use crate::spawn::{self, Command, Plan, Terminal};
 use crate::{debug, error, info, warn};
 use crate::{notify, procs, signals, status, sys};
 use nix::errno::Errno;
@@ -69,6 +69,8 @@ struct Init {
     killed: bool,
     /// Whether the last reap found children left: with none, there is no tree to stop.
     children_left: bool,
+    /// With a terminal on stdin: the generation whose group is its foreground group.
+    terminal_holder: Option<u32>,
     started: Instant,
 }
 
@@ -150,6 +152,10 @@ impl Init {
             deadline: None,
             killed: false,
             children_left: true,
+            // The first generation takes the terminal itself (Terminal::Take).
+            terminal_holder: nix::unistd::isatty(std::io::stdin())
+                .unwrap_or(false)
+                .then_some(1),
             started: Instant::now(),
         };
         let first = init.machine.start(Instant::now());
@@ -166,6 +172,7 @@ impl Init {
         loop {
             let children_left = self.reap();
             self.check_tracked();
+            self.hand_over_terminal();
             if let Some(code) = self.over
                 && !children_left
             {
@@ -474,7 +481,11 @@ impl Init {
         }
         let plan = Plan {
             mask: &self.mask,
-            foreground: generation == 1,
+            terminal: if generation == 1 {
+                Terminal::Take
+            } else {
+                Terminal::Share
+            },
             env: &self.env,
             extra_env: extra,
             listen_pid,
@@ -501,6 +512,36 @@ impl Init {
                 self.machine
                     .spawn_failed(generation, e.to_string(), e.exit_code(), now)
             }
+        }
+    }
+
+    /// With a terminal on stdin, the newest serving generation's group is its foreground group,
+    /// so Ctrl-C and Ctrl-Z keep reaching the service after a handoff. Init is in the terminal's
+    /// session with SIGTTOU blocked, so tcsetpgrp(3) is allowed from the background.
+    fn hand_over_terminal(&mut self) {
+        let Some(holder) = self.terminal_holder else {
+            return;
+        };
+        let newest = self
+            .machine
+            .gens
+            .iter()
+            .filter(|g| g.state == State::Serving)
+            .map(|g| g.id)
+            .max();
+        let Some(newest) = newest.filter(|&g| g != holder) else {
+            return;
+        };
+        if let Some(t) = self.tracked.iter().find(|t| t.generation == newest) {
+            let pgid = nix::unistd::Pid::from_raw(t.pgid);
+            match nix::unistd::tcsetpgrp(std::io::stdin(), pgid) {
+                Ok(()) => debug!("generation {newest}: now the terminal's foreground group"),
+                Err(e) => debug!(
+                    "generation {newest}: cannot take the terminal: {}",
+                    e.desc()
+                ),
+            }
+            self.terminal_holder = Some(newest);
         }
     }
 

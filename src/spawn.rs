@@ -143,8 +143,8 @@ fn resolve(program: &OsStr) -> Option<PathBuf> {
 pub struct Plan<'a> {
     /// The signal mask init was started with.
     pub mask: &'a SigSet,
-    /// Make the child's group the terminal's foreground group when stdin is a terminal.
-    pub foreground: bool,
+    /// Where the child stands to the terminal on stdin, if there is one.
+    pub terminal: Terminal,
     /// The environment every child starts from, as NUL-terminated `KEY=VALUE\0` entries.
     pub env: &'a [Vec<u8>],
     /// More NUL-terminated entries for this child (see `env_entry`).
@@ -153,6 +153,19 @@ pub struct Plan<'a> {
     pub listen_pid: bool,
     /// Listening sockets that become fds 3, 4, … in the child.
     pub listen_fds: &'a [RawFd],
+}
+
+/// How a child is placed relative to a terminal on init's stdin. Without a terminal every child
+/// gets a session of its own: nothing can send its group a terminal signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Terminal {
+    /// Its own process group in init's session, made the terminal's foreground group, so Ctrl-C
+    /// and Ctrl-Z reach it (the first generation; `docker run -it`).
+    Take,
+    /// Its own process group in init's session; init hands it the terminal once it serves.
+    Share,
+    /// A session of its own regardless (readiness probes).
+    Detach,
 }
 
 /// Room for the decimal pid behind `LISTEN_PID=` (pid_max is at most 2^22, 7 digits).
@@ -209,7 +222,7 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
         envp: envp.as_ptr(),
         pid_slot,
         mask: &mut mask,
-        foreground: plan.foreground,
+        terminal: plan.terminal,
         listen_fds: plan.listen_fds,
         status_fd: write_end.as_raw_fd(),
     };
@@ -255,7 +268,7 @@ struct ChildPlan<'a> {
     envp: *const *const libc::c_char,
     pid_slot: *mut u8,
     mask: *mut libc::sigset_t,
-    foreground: bool,
+    terminal: Terminal,
     listen_fds: &'a [RawFd],
     status_fd: RawFd,
 }
@@ -267,14 +280,21 @@ struct ChildPlan<'a> {
 /// async-signal-safe per signal-safety(7) (or a raw syscall); nothing allocates.
 unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
     unsafe {
-        // Own process group; with a terminal on stdin, also its foreground group so Ctrl-C and
-        // Ctrl-Z reach the service (tcsetpgrp(3): allowed because SIGTTOU is still blocked here).
-        // Without a terminal, a new session: nothing can send the group a terminal signal.
-        if p.foreground && libc::isatty(0) == 1 {
-            libc::setpgid(0, 0);
-            libc::tcsetpgrp(0, libc::getpid());
-        } else if libc::setsid() < 0 {
-            libc::setpgid(0, 0);
+        // Own process group (see `Terminal`); tcsetpgrp(3) from a background group is allowed
+        // because SIGTTOU is still blocked here.
+        let tty = libc::isatty(0) == 1;
+        match p.terminal {
+            Terminal::Take | Terminal::Share if tty => {
+                libc::setpgid(0, 0);
+                if p.terminal == Terminal::Take {
+                    libc::tcsetpgrp(0, libc::getpid());
+                }
+            }
+            _ => {
+                if libc::setsid() < 0 {
+                    libc::setpgid(0, 0);
+                }
+            }
         }
 
         // Mark every inherited fd above 2 close-on-exec (close_range(2), Linux 5.11; older kernels

@@ -1115,3 +1115,72 @@ fn custom_handoff_and_stop_signals() {
         sup.init.stderr()
     );
 }
+
+#[test]
+fn after_a_handoff_the_terminal_belongs_to_the_new_generation() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let (rt, log) = (dir.path("rt"), dir.path("log"));
+    let control = rt.join("control.sock");
+    let cmd = format!(
+        "unshare --pid --fork --mount-proc {INIT} -v --runtime-dir {} --listen tcp://127.0.0.1:0 -- {SVC} http 2>{}",
+        rt.display(),
+        log.display()
+    );
+    let script = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut script = Guard(script);
+    let ctl = |verb: &str| {
+        let out = Command::new(INIT)
+            .args(["ctl", verb, "--control"])
+            .arg(&control)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let logs = || fs::read_to_string(&log).unwrap_or_default();
+    wait_until("generation 1 ready", || logs().contains("ready gen=1"));
+    let (code, out) = ctl("reload");
+    assert_eq!(code, Some(0), "{out}");
+    wait_until("the terminal handed to generation 2", || {
+        logs().contains("generation 2: now the terminal's foreground group")
+    });
+    let svc = descendants(script.0.id() as i32)
+        .into_iter()
+        .filter(|&p| {
+            fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(SVC.as_bytes()))
+        })
+        .find(|&p| {
+            state(p).is_some_and(|s| s != 'Z')
+                && fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|e| String::from_utf8_lossy(&e).contains("HANDOFF_GENERATION=2"))
+        })
+        .expect("generation 2's service");
+    let (_, _, pgrp, _, tpgid) = stat(svc).unwrap();
+    assert_eq!(
+        tpgid, pgrp,
+        "generation 2's group is the terminal's foreground group"
+    );
+    // Ctrl-C now reaches generation 2 (it drains on SIGINT).
+    script.0.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    let ns_pid = status_field(svc, "NSpid").unwrap();
+    let ns_pid = ns_pid.split_whitespace().last().unwrap().to_string();
+    wait_until("SIGINT delivered", || logs().contains("got SIGINT"));
+    let line = logs()
+        .lines()
+        .find(|l| l.contains("got SIGINT"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with(&format!("testsvc[{ns_pid}]: ")),
+        "not generation 2 ({ns_pid}): {line}"
+    );
+}

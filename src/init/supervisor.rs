@@ -206,7 +206,7 @@ impl Init {
                     ];
                     let plan = Plan {
                         mask: &self.mask,
-                        foreground: false,
+                        terminal: spawn::Terminal::Detach,
                         env: &self.env,
                         extra_env,
                         listen_pid: false,
