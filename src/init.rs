@@ -193,8 +193,10 @@ impl Init {
                 .flatten()
                 .min();
             self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
-            while let Ok(Some(info)) = self.sfd.read_signal() {
-                self.on_signal(info.ssi_signo as i32, info.ssi_pid as i32);
+            let mut signals = Vec::new();
+            sys::read_signals(&self.sfd, &mut signals);
+            for (sig, sender) in signals {
+                self.on_signal(sig, sender);
             }
             self.service_sockets();
         }

@@ -123,3 +123,36 @@ pub fn take_fd(raw: RawFd) -> Option<OwnedFd> {
     // in this process owns it, so wrapping it gives it exactly one owner.
     Some(unsafe { OwnedFd::from_raw_fd(raw) })
 }
+
+/// Reads every pending signal from a non-blocking signalfd in as few read(2) calls as the buffer
+/// allows (signalfd(2) returns as many whole records as fit): one call per wake-up in the usual
+/// case, where reading one record at a time would take a second call just to learn there is no
+/// more. Returns (signal, sender pid) pairs.
+pub fn read_signals(fd: &impl std::os::fd::AsFd, out: &mut Vec<(i32, i32)>) {
+    const N: usize = 16;
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: an all-zero signalfd_siginfo is a valid value of this plain C struct.
+        let mut buf: [libc::signalfd_siginfo; N] = unsafe { std::mem::zeroed() };
+        // SAFETY: read into a buffer of exactly size_of_val(&buf) bytes that we own.
+        let n = unsafe {
+            libc::read(
+                fd.as_fd().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        let records = if n > 0 { n as usize / size } else { 0 };
+        out.extend(
+            buf[..records]
+                .iter()
+                .map(|i| (i.ssi_signo as i32, i.ssi_pid as i32)),
+        );
+        if records < N {
+            return;
+        }
+    }
+}
