@@ -157,7 +157,8 @@ Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, cont
       --pidfile PATH            the service lives while the pid written in PATH lives (re-read
                                 whenever init wakes)
       --control PATH            control socket [default: RUNTIME_DIR/control.sock]
-      --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init]
+      --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init, or
+                                $TMPDIR/handoff-init-UID when /run is not writable]
 
 Control client: handoff-init ctl reload|status [--json] [--control PATH]
   -h, --help                    this text;  -V, --version  the version

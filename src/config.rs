@@ -65,20 +65,40 @@ pub struct Supervise {
     pub restart: Restart,
     pub track: Track,
     pub pidfile: Option<std::path::PathBuf>,
-    pub runtime_dir: std::path::PathBuf,
-    pub control: std::path::PathBuf,
+    /// `--runtime-dir`; None: the first of `runtime_dirs` that init can make its own.
+    pub runtime_dir: Option<std::path::PathBuf>,
+    /// `--control`; None: `control.sock` in the runtime dir.
+    pub control: Option<std::path::PathBuf>,
 }
 
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/handoff-init";
 
-/// The control socket a client should talk to: --control, HANDOFF_CONTROL, HANDOFF_RUNTIME_DIR, or
-/// the default runtime dir.
-pub fn control_path(explicit: Option<&str>, runtime_dir: Option<&str>) -> std::path::PathBuf {
+/// Where init keeps its sockets, in order of preference: `--runtime-dir` if given, else
+/// /run/handoff-init, else (for a service that runs as a user who cannot write /run, as with
+/// Kubernetes' runAsNonRoot) $TMPDIR/handoff-init-UID.
+pub fn runtime_dirs(explicit: Option<&str>) -> Vec<std::path::PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.into()];
+    }
+    let tmp = std::env::var_os("TMPDIR")
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "/tmp".into());
+    let uid = nix::unistd::geteuid();
+    vec![
+        DEFAULT_RUNTIME_DIR.into(),
+        std::path::Path::new(&tmp).join(format!("handoff-init-{uid}")),
+    ]
+}
+
+/// The control sockets a client should try, in order: --control (or HANDOFF_CONTROL), else
+/// `control.sock` in each runtime dir.
+pub fn control_paths(explicit: Option<&str>, runtime_dir: Option<&str>) -> Vec<std::path::PathBuf> {
     match explicit {
-        Some(p) => p.into(),
-        None => {
-            std::path::Path::new(runtime_dir.unwrap_or(DEFAULT_RUNTIME_DIR)).join("control.sock")
-        }
+        Some(p) => vec![p.into()],
+        None => runtime_dirs(runtime_dir)
+            .into_iter()
+            .map(|d| d.join("control.sock"))
+            .collect(),
     }
 }
 
@@ -224,11 +244,6 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         Some("group") => Track::Group,
         Some(o) => return Err(format!("invalid --track '{o}': expected main or group")),
     };
-    let runtime_dir: std::path::PathBuf = cli
-        .runtime_dir
-        .as_deref()
-        .unwrap_or(DEFAULT_RUNTIME_DIR)
-        .into();
     Ok(Some(Supervise {
         listen,
         ready,
@@ -240,8 +255,8 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         restart,
         track,
         pidfile: cli.pidfile.as_deref().map(Into::into),
-        control: control_path(cli.control.as_deref(), cli.runtime_dir.as_deref()),
-        runtime_dir,
+        control: cli.control.as_deref().map(Into::into),
+        runtime_dir: cli.runtime_dir.as_deref().map(Into::into),
     }))
 }
 

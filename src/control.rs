@@ -189,7 +189,13 @@ pub fn client(args: &[String]) -> u8 {
     let runtime = std::env::var("HANDOFF_RUNTIME_DIR")
         .ok()
         .filter(|v| !v.is_empty());
-    let path = crate::config::control_path(control.as_deref(), runtime.as_deref());
+    let candidates = crate::config::control_paths(control.as_deref(), runtime.as_deref());
+    // The first that exists (init falls back from /run to $TMPDIR when /run is not writable).
+    let path = candidates
+        .iter()
+        .find(|p| p.exists())
+        .unwrap_or(&candidates[0])
+        .clone();
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) => {

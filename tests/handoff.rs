@@ -1176,3 +1176,42 @@ fn after_a_handoff_the_terminal_belongs_to_the_new_generation() {
     let line = format!("testsvc[{ns_pid}]: got SIGINT");
     wait_until("SIGINT reached generation 2", || logs().contains(&line));
 }
+
+#[test]
+fn a_non_root_init_keeps_its_sockets_under_tmp_and_ctl_finds_them() {
+    // As a user who cannot write /run (Kubernetes' runAsNonRoot), with no --runtime-dir.
+    let as_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let dir = TempDir::new();
+    set_mode(&dir.0, 0o777);
+    let out = dir.path("out");
+    let child = Command::new("setpriv")
+        .args(as_nobody)
+        .args([INIT, "--listen", "tcp://127.0.0.1:0", "--", SVC, "http"])
+        .env_remove("TMPDIR")
+        .env_remove("HANDOFF_RUNTIME_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&out).unwrap())
+        .spawn()
+        .expect("setpriv from util-linux");
+    let _guard = Guard(child);
+    let logs = || fs::read_to_string(&out).unwrap_or_default();
+    wait_until("generation 1 ready", || {
+        logs().contains("generation 1: ready")
+    });
+    assert!(
+        logs().contains("runtime dir /tmp/handoff-init-65534"),
+        "{}",
+        logs()
+    );
+    let status = Command::new("setpriv")
+        .args(as_nobody)
+        .args([INIT, "ctl", "status"])
+        .env_remove("TMPDIR")
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "{status:?}\n{}", logs());
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("generation 1 pid"),
+        "{status:?}"
+    );
+}

@@ -30,10 +30,20 @@ struct RuntimeDir {
 
 impl RuntimeDir {
     fn create(path: PathBuf) -> Result<RuntimeDir, String> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let created = !path.exists();
         std::fs::create_dir_all(&path)
             .map_err(|e| format!("cannot create runtime dir {}: {e}", path.display()))?;
+        // In a shared directory such as /tmp, a directory someone else made is not ours to use.
+        let owner = std::fs::symlink_metadata(&path)
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
+        if owner != nix::unistd::geteuid().as_raw() {
+            return Err(format!(
+                "runtime dir {} belongs to uid {owner}",
+                path.display()
+            ));
+        }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot make runtime dir {} private: {e}", path.display()))?;
         Ok(RuntimeDir { path, created })
@@ -60,8 +70,30 @@ impl Sup {
         if listeners.len() > (listen::HIGH_FD - 3) as usize {
             return Err(format!("too many listeners ({})", listeners.len()));
         }
-        let dir = RuntimeDir::create(opts.runtime_dir.clone())?;
-        let control = control::Server::bind(&opts.control)?;
+        let explicit = opts
+            .runtime_dir
+            .as_deref()
+            .map(|d| d.to_string_lossy().into_owned());
+        let mut tried = Vec::new();
+        let mut dir = None;
+        for candidate in crate::config::runtime_dirs(explicit.as_deref()) {
+            match RuntimeDir::create(candidate) {
+                Ok(d) => {
+                    dir = Some(d);
+                    break;
+                }
+                Err(e) => tried.push(e),
+            }
+        }
+        let dir = dir.ok_or_else(|| tried.join("; "))?;
+        if !tried.is_empty() {
+            info!("runtime dir {} ({})", dir.path.display(), tried.join("; "));
+        }
+        let control_path = opts
+            .control
+            .clone()
+            .unwrap_or_else(|| dir.path.join("control.sock"));
+        let control = control::Server::bind(&control_path)?;
         let notify = notify::Server::bind(&dir.path.join("notify.sock"))?;
         for (i, l) in listeners.iter().enumerate() {
             info!(
