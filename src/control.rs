@@ -28,6 +28,8 @@ struct Client {
     buf: Vec<u8>,
     /// Request read; waiting for the answer.
     busy: bool,
+    /// The request asked for JSON.
+    json: bool,
 }
 
 pub struct Server {
@@ -90,6 +92,7 @@ impl Server {
                 self.clients.remove(0);
             }
             self.clients.push(Client {
+                json: false,
                 id: self.next_id,
                 stream,
                 buf: Vec::new(),
@@ -115,6 +118,7 @@ impl Server {
                 let line = String::from_utf8_lossy(&c.buf[..end]).trim().to_string();
                 c.busy = true;
                 let json = line.ends_with(" json");
+                c.json = json;
                 match line.split_whitespace().next() {
                     Some("reload") => out.push(Request::Reload { client: c.id, json }),
                     Some("status") => out.push(Request::Status { client: c.id, json }),
@@ -135,6 +139,19 @@ impl Server {
     }
 
     /// Sends the answer and closes the connection.
+    /// Answers a reload: the new generation and its pid, or why the handoff failed; as text or
+    /// JSON, as the client asked.
+    pub fn reply_reload(&mut self, client: u64, result: Result<(u32, i32), String>) {
+        let json = self.clients.iter().any(|c| c.id == client && c.json);
+        let text = match (result, json) {
+            (Ok((g, p)), false) => format!("ok: generation {g} serving, pid {p}\n"),
+            (Err(e), false) => format!("error: {e}\n"),
+            (Ok((g, p)), true) => format!("{{\"ok\":true,\"generation\":{g},\"pid\":{p}}}\n"),
+            (Err(e), true) => format!("{{\"ok\":false,\"error\":{}}}\n", crate::status::str(&e)),
+        };
+        self.reply(client, &text);
+    }
+
     pub fn reply(&mut self, client: u64, text: &str) {
         if let Some(i) = self.clients.iter().position(|c| c.id == client) {
             let mut c = self.clients.remove(i);

@@ -12,7 +12,7 @@ use crate::config::{Config, Ready, Track};
 use crate::handoff::{Action, Machine, ReadyKind, Settings, State};
 use crate::spawn::{self, Command, Plan, Terminal};
 use crate::{debug, error, info, warn};
-use crate::{notify, procs, signals, status, sys};
+use crate::{notify, procs, signals, sys};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::SigSet;
@@ -60,8 +60,6 @@ struct Init {
     tracked: Vec<Tracked>,
     /// Readiness probes running: (pid, generation).
     probes: Vec<(i32, u32)>,
-    /// Control clients waiting for a reload, and whether they asked for JSON.
-    json_waiters: Vec<u64>,
     /// The service is over: init's exit code; the rest of the tree is being stopped.
     over: Option<u8>,
     /// When leftovers get SIGKILL; set by the first shutdown signal or the end of the service.
@@ -147,7 +145,6 @@ impl Init {
             machine: Machine::new(settings),
             tracked: Vec::new(),
             probes: Vec::new(),
-            json_waiters: Vec::new(),
             over: None,
             deadline: None,
             killed: false,
@@ -170,11 +167,11 @@ impl Init {
 
     fn serve(&mut self) -> u8 {
         loop {
-            let children_left = self.reap();
+            self.reap();
             self.check_tracked();
             self.hand_over_terminal();
             if let Some(code) = self.over
-                && !children_left
+                && !self.children_left
             {
                 let code = self.cfg.remap(code);
                 info!("exiting with status {code}");
@@ -228,17 +225,16 @@ impl Init {
         }
     }
 
-    /// Reaps every ended child; returns whether any child is left.
-    fn reap(&mut self) -> bool {
+    /// Reaps every ended child and records whether any child is left.
+    fn reap(&mut self) {
         let want_group = self
             .sup
             .as_ref()
             .is_some_and(|s| s.opts.track == Track::Group);
         let mut exits = Vec::new();
-        let left = procs::reap(want_group, |pid, status, pgrp| {
+        self.children_left = procs::reap(want_group, |pid, status, pgrp| {
             exits.push((pid, status, pgrp))
         });
-        self.children_left = left;
         for (pid, status, pgrp) in exits {
             let code = procs::exit_code(status);
             if let Some(i) = self.probes.iter().position(|&(p, _)| p == pid) {
@@ -263,7 +259,6 @@ impl Init {
                 debug!("reaped pid {pid} (status {code})");
             }
         }
-        left
     }
 
     /// Generations whose tracked processes are all gone have ended.
@@ -342,7 +337,7 @@ impl Init {
             // since that write would raise the next one.
             return;
         }
-        let from = crate::log::sender(sender);
+        let from = crate::log::Sender(sender);
         let handoff_signal = self.sup.as_ref().and_then(|s| s.opts.handoff_signal);
         if Some(sig) == handoff_signal && self.over.is_none() {
             info!("received {} from {from}: handoff", signals::name(sig));
@@ -414,20 +409,8 @@ impl Init {
                 }
                 Action::Probe { generation } => self.probe(generation, now),
                 Action::Reply { waiter, result } => {
-                    let json = self.json_waiters.contains(&waiter);
-                    self.json_waiters.retain(|&w| w != waiter);
-                    let text = match (result, json) {
-                        (Ok((g, p)), false) => format!("ok: generation {g} serving, pid {p}\n"),
-                        (Err(e), false) => format!("error: {e}\n"),
-                        (Ok((g, p)), true) => {
-                            format!("{{\"ok\":true,\"generation\":{g},\"pid\":{p}}}\n")
-                        }
-                        (Err(e), true) => {
-                            format!("{{\"ok\":false,\"error\":{}}}\n", status::str(&e))
-                        }
-                    };
                     if let Some(sup) = &mut self.sup {
-                        sup.control.reply(waiter, &text);
+                        sup.control.reply_reload(waiter, result);
                     }
                     Vec::new()
                 }

@@ -75,11 +75,15 @@ pub fn dur(d: std::time::Duration) -> String {
     }
 }
 
-/// Who sent a signal: signalfd reports pid 0 for a sender outside init's PID namespace.
-pub fn sender(pid: i32) -> String {
-    if pid == 0 {
-        "outside the PID namespace".to_string()
-    } else {
-        format!("pid {pid}")
+/// Who sent a signal, for a log line: signalfd reports pid 0 for a sender outside init's PID
+/// namespace. Formatted only if the line is written.
+pub struct Sender(pub i32);
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => f.write_str("outside the PID namespace"),
+            pid => write!(f, "pid {pid}"),
+        }
     }
 }

@@ -886,6 +886,13 @@ fn delay_readiness_for_services_that_do_not_notify() {
     let (code, out) = sup.reload();
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: generation 2 serving"), "{out}");
+    // The same answer as JSON, for scripts.
+    let (code, out) = sup.ctl(&["reload", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("{\"ok\":true,\"generation\":3,\"pid\":"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -128,10 +128,7 @@ impl Init {
         }
         for r in requests {
             match r {
-                control::Request::Reload { client, json } => {
-                    if json {
-                        self.json_waiters.push(client);
-                    }
+                control::Request::Reload { client, .. } => {
                     info!("control: reload requested");
                     let acts = self.machine.trigger(Some(client), Instant::now());
                     self.exec(acts);
