@@ -9,7 +9,7 @@
 
 use crate::cli::ForwardTo;
 use crate::config::{Config, Ready, Track};
-use crate::handoff::{Action, Machine, ReadyKind, Settings, State};
+use crate::handoff::{Action, Event, Fact, Machine, ReadyKind, Settings, Target};
 use crate::spawn::{self, Command, Plan, Terminal};
 use crate::{debug, error, info, warn};
 use crate::{notify, procs, signals, sys};
@@ -32,22 +32,6 @@ pub fn run(cfg: Config, mask: SigSet) -> u8 {
     }
 }
 
-/// The processes one live generation is tracked by.
-struct Tracked {
-    generation: u32,
-    pgid: i32,
-    /// The command init started, or what MAINPID= / --pidfile pointed to since.
-    main: i32,
-    main_reaped: bool,
-    /// The main pid is init's own child: alive until reaped, no /proc lookup needed.
-    main_is_child: bool,
-    /// Status of the main pid.
-    code: Option<u8>,
-    /// With --track group: status of the last other member of the group reaped. The service a
-    /// start script ran without exec outlives the shell, so its status is the generation's.
-    member_code: Option<u8>,
-}
-
 struct Init {
     cfg: Config,
     mask: SigSet,
@@ -56,8 +40,9 @@ struct Init {
     /// The environment every generation starts from.
     env: Vec<Vec<u8>>,
     sup: Option<Sup>,
+    /// Every generation's record and the rules of their lives; this file only observes facts
+    /// for it and carries out its actions.
     machine: Machine,
-    tracked: Vec<Tracked>,
     /// Readiness probes running: (pid, generation).
     probes: Vec<(i32, u32)>,
     /// The service is over: init's exit code; the rest of the tree is being stopped.
@@ -122,6 +107,7 @@ impl Init {
                 drain_timeout: Duration::ZERO,
                 stop_signal: libc::SIGTERM,
                 restart_on_failure: false,
+                track: Track::Main,
             },
             Some(o) => Settings {
                 ready: match o.ready {
@@ -133,6 +119,7 @@ impl Init {
                 drain_timeout: o.drain_timeout,
                 stop_signal: o.stop_signal,
                 restart_on_failure: o.restart == crate::config::Restart::OnFailure,
+                track: o.track,
             },
         };
         let mut init = Init {
@@ -143,7 +130,6 @@ impl Init {
             env,
             sup,
             machine: Machine::new(settings),
-            tracked: Vec::new(),
             probes: Vec::new(),
             over: None,
             deadline: None,
@@ -157,7 +143,7 @@ impl Init {
         };
         let first = init.machine.start(Instant::now());
         init.exec(first);
-        if init.tracked.is_empty() {
+        if init.over.is_some() && init.machine.generations().is_empty() {
             // The command could not be started: nothing was left running.
             return Err(init.over.unwrap_or(1));
         }
@@ -167,8 +153,7 @@ impl Init {
 
     fn serve(&mut self) -> u8 {
         loop {
-            self.reap();
-            self.check_tracked();
+            self.observe();
             self.hand_over_terminal();
             if let Some(code) = self.over
                 && !self.children_left
@@ -178,8 +163,9 @@ impl Init {
                 return code;
             }
             let now = Instant::now();
-            let due = self.machine.tick(now);
-            self.exec(due);
+            if self.machine.next_deadline().is_some_and(|t| t <= now) {
+                self.apply(Fact::Tick);
+            }
             if !self.killed && self.deadline.is_some_and(|d| d <= now) {
                 self.kill_leftovers();
                 continue;
@@ -197,6 +183,12 @@ impl Init {
             }
             self.service_sockets();
         }
+    }
+
+    /// Hands one fact to the state machine and carries out what it decides.
+    fn apply(&mut self, fact: Fact) {
+        let actions = self.machine.handle(fact, Instant::now());
+        self.exec(actions);
     }
 
     /// Sleeps until a signal or a message arrives or `timeout` passes; no timeout, no wake-up.
@@ -225,8 +217,10 @@ impl Init {
         }
     }
 
-    /// Reaps every ended child and records whether any child is left.
-    fn reap(&mut self) {
+    /// Reaps every ended child, then reports one turn's observations to the state machine at
+    /// once: the pid file, the reaped pids, main pids that are not init's children, and groups
+    /// found empty.
+    fn observe(&mut self) {
         let want_group = self
             .sup
             .as_ref()
@@ -235,97 +229,62 @@ impl Init {
         self.children_left = procs::reap(want_group, |pid, status, pgrp| {
             exits.push((pid, status, pgrp))
         });
+        // The pid file before the reaps: a daemonizing command's parent exits once its daemon
+        // runs, and the daemon must be followed before that exit ends the generation.
+        let mut facts: Vec<Fact> = self.pidfile_fact().into_iter().collect();
         for (pid, status, pgrp) in exits {
             let code = procs::exit_code(status);
             if let Some(i) = self.probes.iter().position(|&(p, _)| p == pid) {
                 let (_, generation) = self.probes.remove(i);
                 debug!("generation {generation}: readiness probe exited with status {code}");
-                let acts = self
-                    .machine
-                    .probe_result(generation, code == 0, Instant::now());
-                self.exec(acts);
-            } else if let Some(t) = self.tracked.iter_mut().find(|t| t.main == pid) {
-                t.main_reaped = true;
-                t.code = Some(code);
-            } else if let Some(t) = self.tracked.iter_mut().find(|t| pgrp == Some(t.pgid)) {
-                t.member_code = Some(code);
-                debug!(
-                    "generation {}: pid {pid} exited with status {code}",
-                    t.generation
-                );
-            } else if self.cfg.warn_on_reap {
-                warn!("reaped zombie pid {pid} (status {code})");
+                facts.push(Fact::ProbeDone {
+                    generation,
+                    ok: code == 0,
+                });
             } else {
-                debug!("reaped pid {pid} (status {code})");
+                facts.push(Fact::Reaped { pid, code, pgrp });
             }
+        }
+        // A main pid that is not our child ends without a reap: look in /proc. One that is a
+        // zombie of ours is still to be reaped (its SIGCHLD wakes the loop), status and all.
+        let me = std::process::id() as i32;
+        for g in self.machine.generations().iter().filter(|g| g.pgid != 0) {
+            if !g.main_gone
+                && !g.main_is_child
+                && !procs::alive(g.main)
+                && procs::ppid(g.main) != Some(me)
+            {
+                facts.push(Fact::MainGone {
+                    generation: g.id,
+                    pid: g.main,
+                });
+            }
+            if !g.group_empty && self.group_is_empty(g.id, g.pgid) {
+                facts.push(Fact::GroupEmpty { generation: g.id });
+            }
+        }
+        if !facts.is_empty() {
+            let actions = self.machine.handle_all(facts, Instant::now());
+            self.exec(actions);
         }
     }
 
-    /// Generations whose tracked processes are all gone have ended.
-    fn check_tracked(&mut self) {
-        let track = self.sup.as_ref().map_or(Track::Main, |s| s.opts.track);
-        let pidfile = self.sup.as_ref().and_then(|s| s.opts.pidfile.clone());
-        let mut ended = Vec::new();
-        let newest = self.tracked.last().map(|t| t.generation);
-        for t in &mut self.tracked {
-            let mut alive = !t.main_reaped && (t.main_is_child || procs::alive(t.main));
-            // A generation on its way out (draining, or killed for failing) is over only when
-            // its whole group is: what its main process leaves behind still gets the drain
-            // deadline's SIGKILL instead of lingering unowned.
-            let leaving = self
-                .machine
-                .generation(t.generation)
-                .is_some_and(|g| matches!(g.state, State::Draining | State::Failed));
-            if !alive && (track == Track::Group || leaving) {
-                // A member that ended after this turn's reaping is still to be reaped (its
-                // SIGCHLD wakes the loop): the generation has not ended before its status is in.
-                alive = kill(-t.pgid, 0) || procs::unreaped_in_group(t.pgid);
-            }
-            // The pid file names the newest generation's main process; it is read on every
-            // turn of the loop (never while idle), so a service that rewrites it is followed.
-            if Some(t.generation) == newest
-                && let Some(p) = pidfile.as_deref().and_then(read_pidfile)
-                && p != t.main
-                && procs::alive(p)
-            {
-                info!(
-                    "generation {}: following pid {p} from {}",
-                    t.generation,
-                    pidfile
-                        .as_deref()
-                        .map_or(String::new(), |f| f.display().to_string())
-                );
-                t.main = p;
-                t.main_reaped = false;
-                t.main_is_child = false;
-                alive = true;
-                self.machine.set_pid(t.generation, p);
-            }
-            if !alive {
-                let code = match track {
-                    Track::Group => t.member_code.or(t.code),
-                    Track::Main => t.code,
-                };
-                ended.push((t.generation, code.unwrap_or(0)));
-            }
+    /// Whether nothing of a generation is left in its process group (live or unreaped: a
+    /// member that ended after this turn's reaping still has its status to give) or its cgroup.
+    fn group_is_empty(&self, generation: u32, pgid: i32) -> bool {
+        if pgid <= 1 || kill(-pgid, 0) || procs::unreaped_in_group(pgid) {
+            return pgid <= 1;
         }
-        if ended.is_empty() {
-            return;
-        }
-        self.tracked
-            .retain(|t| !ended.iter().any(|&(g, _)| g == t.generation));
-        if let Some(sup) = &self.sup {
-            for l in sup.listeners.iter().filter(|l| l.repair()) {
-                warn!(
-                    "listener {} was shut down by a generation; listening again",
-                    l.name
-                );
-            }
-        }
-        for (generation, code) in ended {
-            let acts = self.machine.ended(generation, code, Instant::now());
-            self.exec(acts);
-        }
+        self.cgroups().is_none_or(|c| c.is_empty(generation))
+    }
+
+    /// The pid file names the newest generation's main process. It is read on every turn of the
+    /// loop (never while idle), so a service that rewrites it is followed.
+    fn pidfile_fact(&self) -> Option<Fact> {
+        let path = self.sup.as_ref()?.opts.pidfile.as_deref()?;
+        let g = self.machine.newest_live().filter(|g| g.pgid != 0)?;
+        let pid = read_pidfile(path).filter(|&p| p != g.main && procs::alive(p))?;
+        Some(self.main_pid_fact(g.id, pid, crate::handoff::PidSource::PidFile))
     }
 
     fn on_signal(&mut self, sig: i32, sender: i32) {
@@ -341,8 +300,7 @@ impl Init {
         let handoff_signal = self.sup.as_ref().and_then(|s| s.opts.handoff_signal);
         if Some(sig) == handoff_signal && self.over.is_none() {
             info!("received {} from {from}: handoff", signals::name(sig));
-            let acts = self.machine.trigger(None, Instant::now());
-            self.exec(acts);
+            self.apply(Fact::Trigger { waiter: None });
             return;
         }
         let to = self.cfg.rewrite.get(sig as usize).copied().unwrap_or(sig);
@@ -358,14 +316,21 @@ impl Init {
         } else {
             format!(" as {}", signals::name(to))
         };
-        if self.over.is_some() || self.tracked.is_empty() {
+        let targets: Vec<Target> = self
+            .machine
+            .generations()
+            .iter()
+            .filter(|g| g.pgid > 1)
+            .map(|g| g.target())
+            .collect();
+        if self.over.is_some() || targets.is_empty() {
             procs::signal_all(to);
             info!(
                 "received {} from {from}; forwarded{shown} to all remaining processes",
                 signals::name(sig)
             );
         } else {
-            for t in &self.tracked {
+            for t in targets {
                 let (target, what) = match self.cfg.forward_to {
                     ForwardTo::Group => (-t.pgid, "process group"),
                     ForwardTo::Child => (t.main, "pid"),
@@ -383,72 +348,151 @@ impl Init {
         }
         if signals::is_shutdown(sig) {
             self.begin_grace();
-            let acts = self.machine.shutdown();
-            self.exec(acts);
+            self.apply(Fact::Shutdown);
         }
     }
 
     fn exec(&mut self, actions: Vec<Action>) {
         let mut queue = std::collections::VecDeque::from(actions);
         while let Some(a) = queue.pop_front() {
-            let now = Instant::now();
-            let more = match a {
-                Action::Spawn { generation } => self.spawn_gen(generation, now),
-                Action::Signal { generation, sig } => {
-                    if let Some(t) = self.tracked.iter().find(|t| t.generation == generation) {
-                        kill(-t.pgid, sig);
-                    }
-                    Vec::new()
+            let fact = match a {
+                Action::Spawn { generation } => Some(self.spawn_gen(generation)),
+                Action::Signal { target, sig } => {
+                    self.signal_gen(&target, sig);
+                    None
                 }
-                Action::Kill { generation } => {
-                    if let Some(t) = self.tracked.iter().find(|t| t.generation == generation) {
-                        kill(-t.pgid, libc::SIGKILL);
-                        kill(t.main, libc::SIGKILL);
-                    }
-                    Vec::new()
+                Action::Kill { target } => {
+                    self.kill_gen(&target);
+                    None
                 }
-                Action::Probe { generation } => self.probe(generation, now),
+                Action::Probe { generation, main } => self.probe(generation, main),
                 Action::Reply { waiter, result } => {
                     if let Some(sup) = &mut self.sup {
                         sup.control.reply_reload(waiter, result);
                     }
-                    Vec::new()
+                    None
                 }
                 Action::FirstReady { generation } => {
-                    if let Some(up) = self.sup.as_ref().and_then(|s| s.upstream.clone()) {
-                        let msg = format!(
-                            "READY=1\nSTATUS=generation {generation} serving\nMAINPID={}",
-                            std::process::id()
-                        );
-                        if let Err(e) = notify::send_upstream(&up, &msg) {
-                            warn!("{e}");
-                        }
+                    self.first_ready(generation);
+                    None
+                }
+                Action::Forget { generation } => {
+                    if let Some(c) = self.cgroups() {
+                        c.remove(generation);
                     }
-                    Vec::new()
+                    None
+                }
+                Action::Log(event @ Event::Ended { .. }) => {
+                    self.log_event(&event);
+                    self.repair_listeners();
+                    None
                 }
                 Action::Over { code } => {
                     self.over = Some(code);
-                    self.begin_grace();
-                    // No child at all means no descendant either (orphans are reparented to
-                    // init): skip the walk over /proc.
-                    if self.children_left && procs::signal_all(libc::SIGTERM) > 0 {
-                        info!(
-                            "sent SIGTERM to the remaining processes; SIGKILL in {}",
-                            crate::log::dur(self.left())
-                        );
-                        procs::signal_all(libc::SIGCONT);
-                    }
-                    Vec::new()
+                    self.stop_the_rest();
+                    None
+                }
+                Action::Log(event) => {
+                    self.log_event(&event);
+                    None
                 }
             };
-            queue.extend(more);
+            if let Some(fact) = fact {
+                queue.extend(self.machine.handle(fact, Instant::now()));
+            }
         }
     }
 
-    fn spawn_gen(&mut self, generation: u32, now: Instant) -> Vec<Action> {
+    /// A generation that called shutdown(2) on a held socket broke it for every generation:
+    /// once one ends, listen again where that happened.
+    fn repair_listeners(&self) {
+        if let Some(sup) = &self.sup {
+            for l in sup.listeners.iter().filter(|l| l.repair()) {
+                warn!(
+                    "listener {} was shut down by a generation; listening again",
+                    l.name
+                );
+            }
+        }
+    }
+
+    fn log_event(&self, event: &Event) {
+        let level = match event {
+            Event::Orphan { .. } if self.cfg.warn_on_reap => crate::log::Level::Warn,
+            e => e.level(),
+        };
+        crate::log_at!(level, "{event}");
+    }
+
+    /// The service is over: the rest of the tree gets SIGTERM now and SIGKILL at the grace
+    /// deadline.
+    fn stop_the_rest(&mut self) {
+        self.begin_grace();
+        // No child at all means no descendant either (orphans are reparented to init): skip the
+        // walk over /proc.
+        if self.children_left && procs::signal_all(libc::SIGTERM) > 0 {
+            info!(
+                "sent SIGTERM to the remaining processes; SIGKILL in {}",
+                crate::log::dur(self.left())
+            );
+            procs::signal_all(libc::SIGCONT);
+        }
+    }
+
+    /// `sig` to a generation: its process group, its main pid when that left the group, and
+    /// with a cgroup every other process in it (processes that called setsid(2)).
+    fn signal_gen(&self, t: &Target, sig: i32) {
+        if t.pgid > 1 {
+            kill(-t.pgid, sig);
+        }
+        let outside = |pid: i32| pid > 1 && pid != t.pgid && procs::pgrp(pid) != Some(t.pgid);
+        if outside(t.main) {
+            kill(t.main, sig);
+        }
+        if let Some(c) = self.cgroups() {
+            for pid in c.members(t.generation) {
+                if pid != t.main && outside(pid) {
+                    kill(pid, sig);
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to all of a generation.
+    fn kill_gen(&self, t: &Target) {
+        if let Some(c) = self.cgroups() {
+            c.kill(t.generation);
+        }
+        if t.pgid > 1 {
+            kill(-t.pgid, libc::SIGKILL);
+        }
+        if t.main > 1 {
+            kill(t.main, libc::SIGKILL);
+        }
+    }
+
+    fn cgroups(&self) -> Option<&crate::cgroup::Cgroups> {
+        self.sup.as_ref().and_then(|s| s.cgroups.as_ref())
+    }
+
+    fn first_ready(&self, generation: u32) {
+        if let Some(up) = self.sup.as_ref().and_then(|s| s.upstream.clone()) {
+            let msg = format!(
+                "READY=1\nSTATUS=generation {generation} serving\nMAINPID={}",
+                std::process::id()
+            );
+            if let Err(e) = notify::send_upstream(&up, &msg) {
+                warn!("{e}");
+            }
+        }
+    }
+
+    /// Starts a generation; the fact says how that went.
+    fn spawn_gen(&mut self, generation: u32) -> Fact {
         let mut extra = Vec::new();
         let mut fds = Vec::new();
         let mut listen_pid = false;
+        let mut cgroup = None;
         if let Some(sup) = &self.sup {
             if !sup.listeners.is_empty() {
                 use std::os::fd::AsRawFd;
@@ -463,6 +507,7 @@ impl Init {
                 sup.notify.path.as_os_str().as_bytes(),
             ));
             extra.push(env_entry("HANDOFF_GENERATION", &generation.to_string()));
+            cgroup = sup.cgroups.as_ref().and_then(|c| c.create(generation));
         }
         let plan = Plan {
             mask: &self.mask,
@@ -475,27 +520,22 @@ impl Init {
             extra_env: extra,
             listen_pid,
             listen_fds: &fds,
+            cgroup: cgroup.as_deref(),
         };
         match spawn::spawn(&self.command, &plan) {
             Ok(pid) => {
-                self.tracked.push(Tracked {
-                    generation,
-                    pgid: pid,
-                    main: pid,
-                    main_reaped: false,
-                    main_is_child: true,
-                    code: None,
-                    member_code: None,
-                });
                 if self.sup.is_none() {
                     info!("started '{}' as pid {pid}", self.command.display);
                 }
-                self.machine.spawned(generation, pid, now)
+                Fact::Spawned { generation, pid }
             }
             Err(e) => {
                 error!("generation {generation}: {e}");
-                self.machine
-                    .spawn_failed(generation, e.to_string(), e.exit_code(), now)
+                Fact::SpawnFailed {
+                    generation,
+                    error: e.to_string(),
+                    code: e.exit_code(),
+                }
             }
         }
     }
@@ -507,27 +547,18 @@ impl Init {
         let Some(holder) = self.terminal_holder else {
             return;
         };
-        let newest = self
-            .machine
-            .gens
-            .iter()
-            .filter(|g| g.state == State::Serving)
-            .map(|g| g.id)
-            .max();
-        let Some(newest) = newest.filter(|&g| g != holder) else {
+        let Some(g) = self.machine.serving().filter(|g| g.id != holder) else {
             return;
         };
-        if let Some(t) = self.tracked.iter().find(|t| t.generation == newest) {
-            let pgid = nix::unistd::Pid::from_raw(t.pgid);
-            match nix::unistd::tcsetpgrp(std::io::stdin(), pgid) {
-                Ok(()) => debug!("generation {newest}: now the terminal's foreground group"),
-                Err(e) => debug!(
-                    "generation {newest}: cannot take the terminal: {}",
-                    e.desc()
-                ),
-            }
-            self.terminal_holder = Some(newest);
+        let (newest, pgid) = (g.id, nix::unistd::Pid::from_raw(g.pgid));
+        match nix::unistd::tcsetpgrp(std::io::stdin(), pgid) {
+            Ok(()) => debug!("generation {newest}: now the terminal's foreground group"),
+            Err(e) => debug!(
+                "generation {newest}: cannot take the terminal: {}",
+                e.desc()
+            ),
         }
+        self.terminal_holder = Some(newest);
     }
 
     /// Starts the grace period once; later reasons keep the first deadline.

@@ -1,5 +1,6 @@
 //! handoff-init: a tiny PID 1 for containers. See README.md and docs/ARCHITECTURE.md.
 
+mod cgroup;
 mod cli;
 mod config;
 mod control;

@@ -153,6 +153,8 @@ pub struct Plan<'a> {
     pub listen_pid: bool,
     /// Listening sockets that become fds 3, 4, … in the child.
     pub listen_fds: &'a [RawFd],
+    /// A `cgroup.procs` file the child moves itself into before anything else (see `cgroup`).
+    pub cgroup: Option<&'a std::ffi::CStr>,
 }
 
 /// How a child is placed relative to a terminal on init's stdin. Without a terminal every child
@@ -225,6 +227,7 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
         terminal: plan.terminal,
         listen_fds: plan.listen_fds,
         status_fd: write_end.as_raw_fd(),
+        cgroup: plan.cgroup.map_or(std::ptr::null(), |c| c.as_ptr()),
     };
 
     // SAFETY: init is single-threaded, so the child is a complete copy with no lock held by
@@ -271,6 +274,7 @@ struct ChildPlan<'a> {
     terminal: Terminal,
     listen_fds: &'a [RawFd],
     status_fd: RawFd,
+    cgroup: *const libc::c_char,
 }
 
 /// The child between fork and exec. Never returns.
@@ -280,6 +284,16 @@ struct ChildPlan<'a> {
 /// async-signal-safe per signal-safety(7) (or a raw syscall); nothing allocates.
 unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
     unsafe {
+        // Into the generation's cgroup first, so nothing it forks starts outside it. Writing 0
+        // to cgroup.procs moves the writer (cgroups(7)). On failure it runs without one: the
+        // process group still tracks it.
+        if !p.cgroup.is_null() {
+            let fd = libc::open(p.cgroup, libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+        }
         // Own process group (see `Terminal`); tcsetpgrp(3) from a background group is allowed
         // because SIGTTOU is still blocked here.
         let tty = libc::isatty(0) == 1;

@@ -18,7 +18,7 @@ pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
     for (i, l) in listeners.iter().enumerate() {
         s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
     }
-    for g in &m.gens {
+    for g in m.generations() {
         let status = g
             .status
             .as_deref()
@@ -26,7 +26,7 @@ pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
         s.push_str(&format!(
             "generation {} pid {} {} up {}{status}\n",
             g.id,
-            g.pid,
+            g.main,
             g.state.name(),
             dur(now - g.started)
         ));
@@ -49,14 +49,15 @@ pub fn json(m: &Machine, listeners: &[Listener], started: Instant) -> String {
         })
         .collect();
     let gens: Vec<String> = m
-        .gens
+        .generations()
         .iter()
         .map(|g| {
             format!(
-                "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"uptime_ms\":{},\"status\":{}}}",
+                "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"started_by\":\"{}\",\"uptime_ms\":{},\"status\":{}}}",
                 g.id,
-                g.pid,
+                g.main,
                 g.state.name(),
+                g.start.name(),
                 (now - g.started).as_millis(),
                 g.status.as_deref().map_or("null".to_string(), str)
             )
@@ -93,7 +94,7 @@ pub fn str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handoff::{ReadyKind, Settings};
+    use crate::handoff::{Fact, ReadyKind, Settings};
     use std::time::Duration;
 
     #[test]
@@ -110,10 +111,23 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             stop_signal: 15,
             restart_on_failure: false,
+            track: crate::config::Track::Main,
         });
         m.start(t);
-        m.spawned(1, 42, t);
-        m.set_status(1, "warming \"up\"".into());
+        m.handle(
+            Fact::Spawned {
+                generation: 1,
+                pid: 42,
+            },
+            t,
+        );
+        m.handle(
+            Fact::Status {
+                generation: 1,
+                text: "warming \"up\"".into(),
+            },
+            t,
+        );
         let text = text(&m, &[], t);
         assert!(text.contains("handoffs: 0 done, 0 failed"), "{text}");
         assert!(text.contains("generation 1 pid 42 starting up"), "{text}");

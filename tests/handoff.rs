@@ -732,8 +732,16 @@ fn restart_on_failure_keeps_the_socket_and_clients_queue() {
     // Connections made while no generation runs are queued by the kernel on the held socket.
     assert!(get(addr, "/").contains("gen=3"));
     assert_eq!(fs::read_to_string(&count).unwrap().trim(), "3");
-    assert!(sup.init.stderr().contains("crashed; restarting in 100ms"));
-    assert!(sup.init.stderr().contains("crashed; restarting in 200ms"));
+    assert!(
+        sup.init
+            .stderr()
+            .contains("no older generation: restarting in 100ms")
+    );
+    assert!(
+        sup.init
+            .stderr()
+            .contains("no older generation: restarting in 200ms")
+    );
 }
 
 /// Starts `clients` clients (keep-alive and new connections mixed) and waits until `ok`

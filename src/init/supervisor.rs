@@ -3,13 +3,13 @@
 
 use super::{Init, env_entry};
 use crate::config::{Ready, Supervise};
-use crate::handoff::Action;
+use crate::handoff::{Fact, PidSource};
 use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
 use crate::{control, listen, notify, procs, status};
 use crate::{debug, info, warn};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What only the supervisor has: sockets and the runtime directory. Fields drop in order, so
 /// the sockets are unlinked before the directory is removed.
@@ -19,6 +19,8 @@ pub(super) struct Sup {
     pub(super) notify: notify::Server,
     pub(super) control: control::Server,
     pub(super) upstream: Option<String>,
+    /// One cgroup per generation, where init's cgroup v2 is writable (see `cgroup`).
+    pub(super) cgroups: Option<crate::cgroup::Cgroups>,
     /// Held for its Drop: removes the directory after the sockets in it.
     _dir: RuntimeDir,
 }
@@ -103,12 +105,26 @@ impl Sup {
                 3 + i
             );
         }
+        let cgroups = match crate::cgroup::Cgroups::open() {
+            Ok(c) => {
+                debug!(
+                    "cgroup {} holds one cgroup per generation",
+                    c.dir().display()
+                );
+                Some(c)
+            }
+            Err(e) => {
+                debug!("no cgroup per generation ({e}): process groups track them");
+                None
+            }
+        };
         Ok(Sup {
             opts: opts.clone(),
             listeners,
             notify,
             control,
             upstream,
+            cgroups,
             _dir: dir,
         })
     }
@@ -130,8 +146,9 @@ impl Init {
             match r {
                 control::Request::Reload { client, .. } => {
                     info!("control: reload requested");
-                    let acts = self.machine.trigger(Some(client), Instant::now());
-                    self.exec(acts);
+                    self.apply(Fact::Trigger {
+                        waiter: Some(client),
+                    });
                 }
                 control::Request::Status { client, json } => {
                     let text = if json {
@@ -155,32 +172,19 @@ impl Init {
             );
             return;
         };
-        let now = Instant::now();
-        if let Some(s) = m.status {
-            debug!("generation {generation}: STATUS={s}");
-            self.machine.set_status(generation, s);
+        if let Some(text) = m.status {
+            debug!("generation {generation}: STATUS={text}");
+            self.apply(Fact::Status { generation, text });
         }
-        if let Some(p) = m.mainpid {
-            // Only a live process of this generation may become its main pid.
-            if procs::alive(p) && self.attribute(p) == Some(generation) {
-                if let Some(t) = self.tracked.iter_mut().find(|t| t.generation == generation)
-                    && t.main != p
-                {
-                    info!("generation {generation}: main pid is now {p} (MAINPID)");
-                    t.main = p;
-                    t.main_reaped = false;
-                    t.main_is_child = false;
-                    self.machine.set_pid(generation, p);
-                }
-            } else {
-                warn!(
-                    "generation {generation}: ignored MAINPID={p}: not a live process of the generation"
-                );
-            }
+        if let Some(pid) = m.mainpid {
+            let fact = self.main_pid_fact(generation, pid, PidSource::MainPid);
+            self.apply(fact);
         }
         if let Some(us) = m.extend_timeout_usec {
-            self.machine
-                .extend(generation, Duration::from_micros(us), now);
+            self.apply(Fact::Extend {
+                generation,
+                by: Duration::from_micros(us),
+            });
         }
         if m.stopping {
             info!("generation {generation}: stopping (STOPPING=1)");
@@ -189,20 +193,50 @@ impl Init {
             info!("generation {generation}: reloading (RELOADING=1)");
         }
         if m.ready {
-            let acts = self.machine.ready(generation, now);
-            self.exec(acts);
+            self.apply(Fact::Ready { generation });
         }
     }
 
-    /// Which generation a pid belongs to: its main pid, its process group, or a descendant of
-    /// its main pid (found through /proc parent links).
+    /// What a pid file or MAINPID= says, with the generation the pid belongs to (only a live
+    /// process can belong to one) and whether it is init's own child.
+    pub(super) fn main_pid_fact(&self, generation: u32, pid: i32, source: PidSource) -> Fact {
+        let owner = if procs::alive(pid) {
+            self.attribute(pid)
+        } else {
+            None
+        };
+        Fact::MainPid {
+            generation,
+            pid,
+            source,
+            owner,
+            child: procs::ppid(pid) == Some(std::process::id() as i32),
+        }
+    }
+
+    /// Which generation a pid belongs to: its cgroup where there are cgroups; else its main pid,
+    /// its process group, or a descendant of its main pid (found through /proc parent links).
     pub(super) fn attribute(&self, pid: i32) -> Option<u32> {
-        if let Some(t) = self.tracked.iter().find(|t| t.main == pid) {
-            return Some(t.generation);
+        let gens = self.machine.generations();
+        let known = |g: u32| gens.iter().any(|x| x.id == g);
+        if let Some(g) = self
+            .cgroups()
+            .and_then(|c| c.owner(pid))
+            .filter(|&g| known(g))
+        {
+            return Some(g);
+        }
+        let by_main = |p: i32| {
+            gens.iter()
+                .find(|g| g.pgid != 0 && g.main == p)
+                .map(|g| g.id)
+        };
+        if let Some(g) = by_main(pid) {
+            return Some(g);
         }
         let pgrp = procs::pgrp(pid)?;
-        if let Some(t) = self.tracked.iter().find(|t| t.pgid == pgrp) {
-            return Some(t.generation);
+        if let Some(g) = gens.iter().find(|g| g.pgid > 1 && g.pgid == pgrp) {
+            return Some(g.id);
         }
         let mut p = pid;
         for _ in 0..64 {
@@ -210,51 +244,47 @@ impl Init {
             if p <= 1 {
                 return None;
             }
-            if let Some(t) = self.tracked.iter().find(|t| t.main == p) {
-                return Some(t.generation);
+            if let Some(g) = by_main(p) {
+                return Some(g);
             }
         }
         None
     }
 
-    pub(super) fn probe(&mut self, generation: u32, now: Instant) -> Vec<Action> {
-        let Some(sup) = &self.sup else {
-            return Vec::new();
+    /// Starts generation's readiness probe; a fact only if it could not be started.
+    pub(super) fn probe(&mut self, generation: u32, main: i32) -> Option<Fact> {
+        let sup = self.sup.as_ref()?;
+        let Ready::Exec(words) = &sup.opts.ready else {
+            return None;
         };
-        let main = self
-            .tracked
-            .iter()
-            .find(|t| t.generation == generation)
-            .map_or(0, |t| t.main);
-        match &sup.opts.ready {
-            Ready::Exec(words) => {
-                let result = Command::prepare(words).and_then(|cmd| {
-                    let extra_env = vec![
-                        env_entry("HANDOFF_GENERATION", &generation.to_string()),
-                        env_entry("HANDOFF_MAINPID", &main.to_string()),
-                    ];
-                    let plan = Plan {
-                        mask: &self.mask,
-                        terminal: spawn::Terminal::Detach,
-                        env: &self.env,
-                        extra_env,
-                        listen_pid: false,
-                        listen_fds: &[],
-                    };
-                    spawn::spawn(&cmd, &plan)
-                });
-                match result {
-                    Ok(pid) => {
-                        self.probes.push((pid, generation));
-                        Vec::new()
-                    }
-                    Err(e) => {
-                        warn!("generation {generation}: readiness probe: {e}");
-                        self.machine.probe_result(generation, false, now)
-                    }
-                }
+        let result = Command::prepare(words).and_then(|cmd| {
+            let extra_env = vec![
+                env_entry("HANDOFF_GENERATION", &generation.to_string()),
+                env_entry("HANDOFF_MAINPID", &main.to_string()),
+            ];
+            let plan = Plan {
+                mask: &self.mask,
+                terminal: spawn::Terminal::Detach,
+                env: &self.env,
+                extra_env,
+                listen_pid: false,
+                listen_fds: &[],
+                cgroup: None,
+            };
+            spawn::spawn(&cmd, &plan)
+        });
+        match result {
+            Ok(pid) => {
+                self.probes.push((pid, generation));
+                None
             }
-            _ => Vec::new(),
+            Err(e) => {
+                warn!("generation {generation}: readiness probe: {e}");
+                Some(Fact::ProbeDone {
+                    generation,
+                    ok: false,
+                })
+            }
         }
     }
 

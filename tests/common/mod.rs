@@ -260,6 +260,59 @@ impl Init {
     }
 }
 
+impl Init {
+    /// The cgroup directory this init makes for its generations where cgroup v2 is writable:
+    /// `<its cgroup>/handoff-init.<pid-ns inode>.<pid in that namespace>`.
+    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+        cgroup_dir_of(self.pid())
+    }
+}
+
+pub fn cgroup_dir_of(pid: i32) -> Option<PathBuf> {
+    let ns = fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    let ino: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let nspid = status_field(pid, "NSpid")?
+        .split_whitespace()
+        .last()?
+        .to_string();
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+            .flatten()
+    })?;
+    Some(
+        mount
+            .join(rel.trim_start_matches('/'))
+            .join(format!("handoff-init.{ino}.{nspid}")),
+    )
+}
+
+/// Removes what a killed init left of its cgroups (their processes die with it: wait for that).
+fn remove_cgroup_dir(dir: &Path) {
+    let start = Instant::now();
+    while dir.exists() && start.elapsed() < Duration::from_secs(5) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("gen-") {
+                    fs::remove_dir(e.path()).ok();
+                }
+            }
+        }
+        if fs::remove_dir(dir).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl Drop for Init {
     fn drop(&mut self) {
         if self.status.is_some() {
@@ -267,6 +320,7 @@ impl Drop for Init {
         }
         if let Ok(None) = self.child.try_wait() {
             let pid = self.pid();
+            let cgroup = cgroup_dir_of(pid);
             let below = descendants(pid);
             // SAFETY: kill(2) on processes this test started. As PID 1, SIGKILL of init makes
             // the kernel kill the whole namespace; as a subreaper, kill the tree by hand.
@@ -278,6 +332,9 @@ impl Drop for Init {
             }
             self.child.kill().ok();
             self.child.wait().ok();
+            if let Some(dir) = cgroup {
+                remove_cgroup_dir(&dir);
+            }
         }
     }
 }
