@@ -43,6 +43,7 @@ pub struct Cli {
     pub pidfile: Option<String>,
     pub control: Option<String>,
     pub runtime_dir: Option<String>,
+    pub cgroup: Option<String>,
     pub command: Vec<OsString>,
 }
 
@@ -78,6 +79,7 @@ enum Opt {
     Restart,
     Track,
     Pidfile,
+    Cgroup,
     Control,
     RuntimeDir,
     Ignored,
@@ -108,6 +110,7 @@ const OPTIONS: &[(&str, char, bool, Opt)] = &[
     ("restart", '\0', true, Opt::Restart),
     ("track", '\0', true, Opt::Track),
     ("pidfile", '\0', true, Opt::Pidfile),
+    ("cgroup", '\0', true, Opt::Cgroup),
     ("control", '\0', true, Opt::Control),
     ("runtime-dir", '\0', true, Opt::RuntimeDir),
     // tini's -s (subreaper: always done when not PID 1) and -g (group: the default here).
@@ -156,6 +159,8 @@ Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, cont
                                 group (group: self-forking servers) lives [default: main]
       --pidfile PATH            the service lives while the pid written in PATH lives (re-read
                                 whenever init wakes)
+      --cgroup auto|off         a cgroup v2 per generation where init's cgroup is writable, so
+                                processes that left the group are stopped with it [auto]
       --control PATH            control socket [default: RUNTIME_DIR/control.sock]
       --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init, or
                                 $TMPDIR/handoff-init-UID when /run is not writable]
@@ -276,6 +281,7 @@ fn apply(cli: &mut Cli, opt: Opt, value: Option<String>) -> Option<Parsed> {
         Opt::Restart => cli.restart = Some(v),
         Opt::Track => cli.track = Some(v),
         Opt::Pidfile => cli.pidfile = Some(v),
+        Opt::Cgroup => cli.cgroup = Some(v),
         Opt::Control => cli.control = Some(v),
         Opt::RuntimeDir => cli.runtime_dir = Some(v),
         Opt::Ignored => {}

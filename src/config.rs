@@ -65,6 +65,8 @@ pub struct Supervise {
     pub restart: Restart,
     pub track: Track,
     pub pidfile: Option<std::path::PathBuf>,
+    /// A cgroup per generation where possible (see `cgroup`).
+    pub cgroup: bool,
     /// `--runtime-dir`; None: the first of `runtime_dirs` that init can make its own.
     pub runtime_dir: Option<std::path::PathBuf>,
     /// `--control`; None: `control.sock` in the runtime dir.
@@ -179,6 +181,7 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         || cli.restart.is_some()
         || cli.track.is_some()
         || cli.pidfile.is_some()
+        || cli.cgroup.is_some()
         || cli.no_listen_pid
         || cli.drain_timeout.is_some()
         || cli.ready_timeout.is_some()
@@ -239,6 +242,11 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
             ));
         }
     };
+    let cgroup = match cli.cgroup.as_deref() {
+        None | Some("auto") => true,
+        Some("off") => false,
+        Some(o) => return Err(format!("invalid --cgroup '{o}': expected auto or off")),
+    };
     let track = match cli.track.as_deref() {
         None | Some("main") => Track::Main,
         Some("group") => Track::Group,
@@ -255,6 +263,7 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         restart,
         track,
         pidfile: cli.pidfile.as_deref().map(Into::into),
+        cgroup,
         control: cli.control.as_deref().map(Into::into),
         runtime_dir: cli.runtime_dir.as_deref().map(Into::into),
     }))

@@ -186,8 +186,8 @@ pub fn client(args: &[String]) -> u8 {
             s if s.starts_with("--control=") => control = Some(s[10..].to_string()),
             "reload" | "status" if verb.is_none() => verb = Some(a.clone()),
             "-h" | "--help" => {
-                println!("usage: handoff-init ctl reload|status [--json] [--control PATH]");
-                return 0;
+                return out("usage: handoff-init ctl reload|status [--json] [--control PATH]\n")
+                    .map_or(1, |()| 0);
             }
             other => {
                 crate::log::write(format_args!(
@@ -233,8 +233,20 @@ pub fn client(args: &[String]) -> u8 {
         ));
         return 1;
     }
-    print!("{answer}");
     let failed =
         answer.is_empty() || answer.starts_with("error") || answer.starts_with("{\"ok\":false");
-    u8::from(failed)
+    match out(&answer) {
+        Ok(()) => u8::from(failed),
+        // Nobody reads the answer (`ctl status | true`): nothing to say, and nowhere to say it.
+        Err(()) => 1,
+    }
+}
+
+/// Writes to stdout; a closed or broken stdout is an error, never a panic.
+fn out(text: &str) -> Result<(), ()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(drop)
 }

@@ -18,17 +18,10 @@ mod sys;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // First of all, before any other thread or fd exists: block every signal so none is lost or
-    // acts on init by default; they are read from a signalfd and forwarded.
-    let mask = match signals::block_all() {
-        Ok(mask) => mask,
-        Err(e) => {
-            error!("cannot block signals: {}", e.desc());
-            return ExitCode::from(1);
-        }
-    };
-    sys::ensure_std_fds();
-    close_inherited_fds();
+    // Parsing is pure (no syscall), so it comes first: `ctl`, `--help` and `--version` are not
+    // an init, and run as any command does, with the signal mask and dispositions it was started
+    // with (Ctrl-C ends a waiting `ctl reload`; SIGPIPE stays ignored, as Rust sets it, so a
+    // closed stdout is a write error it reports by its status) and the fds it was given.
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Parsed::Run(cli)) => cli,
         Ok(cli::Parsed::Ctl(args)) => return ExitCode::from(control::client(&args)),
@@ -41,6 +34,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Then, before any other thread or fd exists: block every signal so none is lost or acts
+    // on init by default; they are read from a signalfd and forwarded.
+    let mask = match signals::block_all() {
+        Ok(mask) => mask,
+        Err(e) => {
+            error!("cannot block signals: {}", e.desc());
+            return ExitCode::from(1);
+        }
+    };
+    sys::ensure_std_fds();
+    close_inherited_fds();
     let cfg = match config::Config::from_cli(*cli) {
         Ok(cfg) => cfg,
         Err(msg) => {

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! trigger ─► N+1 Starting ── ready ──► Serving; N ─► Draining (stop signal; SIGKILL at deadline) ─► gone
-//!              ├── fails while N serves (exits, not ready in time) ─► Failed (SIGKILL) ─► gone
+//!              ├── fails while N serves (exits, not ready in time) ─► Failed (stop, SIGKILL) ─► gone
 //!              └── fails with nothing older serving ─► Exited ─► restart (on-failure) or over
 //! ```
 //!
@@ -40,7 +40,7 @@ pub enum State {
     Serving,
     /// Replaced by a newer generation: it got the stop signal and SIGKILL follows at its deadline.
     Draining,
-    /// Failed to start while an older generation served: killed, waiting for its processes to go.
+    /// Failed to start while an older generation served: stopped like a drained generation.
     Failed,
     /// Its tracked processes ended while it was the service (or the only candidate for it);
     /// anything it left behind is being stopped.
@@ -120,7 +120,7 @@ pub struct Gen {
     pub ready_after: Option<Instant>,
     pub probe_at: Option<Instant>,
     pub probing: bool,
-    /// Draining, or Exited with processes left: when they get SIGKILL.
+    /// Draining, Failed, or Exited with processes left: when they get SIGKILL.
     pub kill_at: Option<Instant>,
     pub killed: bool,
     /// The last STATUS= it sent.
@@ -730,7 +730,7 @@ impl Machine {
         g.ready_deadline = None;
         g.ready_after = None;
         g.probe_at = None;
-        if g.pgid != 0 {
+        if g.pgid != 0 && matches!(why, Why::Exited(_)) {
             out.push(Action::Log(Event::Ended {
                 generation: id,
                 pid: g.main,
@@ -749,11 +749,16 @@ impl Machine {
         if was == State::Starting
             && let Some(old) = older
         {
-            // Rolled back: the older generation keeps serving; all of this one is killed.
+            // Rolled back: the older generation keeps serving. All of this one is stopped like
+            // a drained generation — the stop signal first, so what it accepted on the shared
+            // sockets is finished rather than reset; SIGKILL at the drain deadline.
             g.state = State::Failed;
             if !g.gone() {
-                g.killed = true;
-                out.push(Action::Kill { target: g.target() });
+                g.kill_at = Some(at(now, drain));
+                out.push(Action::Signal {
+                    target: g.target(),
+                    sig: stop,
+                });
             }
             self.handoffs_failed += 1;
             let then = Then::Serving(old);

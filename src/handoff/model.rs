@@ -124,7 +124,10 @@ struct World {
     first_ready: u32,
     forgotten: BTreeSet<u32>,
     killed: BTreeSet<u32>,
+    stopped: BTreeSet<u32>,
     pgids: BTreeMap<u32, i32>,
+    trace: Vec<String>,
+    t0: Instant,
     /// Highest state rank each generation reached (Draining/Failed/Exited never go back).
     seen: BTreeMap<u32, State>,
     last_spawn_failed: bool,
@@ -155,7 +158,10 @@ impl World {
             first_ready: 0,
             forgotten: BTreeSet::new(),
             killed: BTreeSet::new(),
+            stopped: BTreeSet::new(),
             pgids: BTreeMap::new(),
+            trace: Vec::new(),
+            t0: Instant::now(),
             seen: BTreeMap::new(),
             last_spawn_failed: false,
             steps: 0,
@@ -193,6 +199,7 @@ impl World {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             self.steps += 1;
+            self.trace.push(format!("{:?} {a:?}", self.t.duration_since(self.t0)));
             match a {
                 Action::Spawn { generation } => {
                     assert!(
@@ -223,6 +230,7 @@ impl World {
                 }
                 Action::Signal { target, sig } => {
                     self.check_target(&target);
+                    self.stopped.insert(target.generation);
                     assert_eq!(sig, 15);
                     for p in self.members(&target) {
                         if !self.procs[p].stubborn {
@@ -501,7 +509,7 @@ impl World {
                 assert!(ok, "generation {} went from {b:?} to {:?}", g.id, g.state);
             }
             // SIGKILL no later than its deadline: once a tick at or past the deadline ran.
-            if matches!(g.state, State::Draining | State::Exited)
+            if matches!(g.state, State::Draining | State::Exited | State::Failed)
                 && let Some(k) = g.kill_at
             {
                 assert!(
@@ -510,14 +518,23 @@ impl World {
                     g.id
                 );
             }
-            if g.state == State::Failed {
+            // Every generation on its way out with processes left was told to stop, and has a
+            // SIGKILL deadline or had its SIGKILL (at a shutdown or the end, init's grace
+            // period does that for the whole tree).
+            if !g.state.live() {
                 let left = self.procs.iter().any(|p| {
                     p.alive && (p.pgid == g.pgid || (self.s.cgroups && p.generation == g.id))
                 });
+                let told = self.stopped.contains(&g.id) || self.killed.contains(&g.id);
+                let dealt = g.kill_at.is_some() || self.killed.contains(&g.id);
                 assert!(
-                    !left || self.killed.contains(&g.id),
-                    "failed generation {} has processes and was not killed",
-                    g.id
+                    !left || self.over.is_some() || self.shutdown || (told && dealt),
+                    "generation {} ({:?}) has processes left and no stop or SIGKILL due\n{:?}\n{:?}\n{}",
+                    g.id,
+                    g.state,
+                    g,
+                    self.procs,
+                    self.trace.join("\n")
                 );
             }
             assert!(

@@ -195,10 +195,11 @@ fn failed_new_generation_is_killed_whole_and_kept_until_its_group_is_empty() {
     let out = r.reaped(200, 3);
     assert_eq!(
         out[0],
-        Action::Kill {
-            target: target(2, 200)
+        Action::Signal {
+            target: target(2, 200),
+            sig: TERM
         },
-        "the group (and the helper in it) is killed"
+        "the group (and the helper in it) is stopped"
     );
     assert!(
         matches!(&out[1], Action::Reply { waiter: 1, result: Err(e) } if e.contains("status 3") && e.contains("generation 1 keeps serving"))
@@ -210,6 +211,13 @@ fn failed_new_generation_is_killed_whole_and_kept_until_its_group_is_empty() {
     );
     assert_eq!(r.state(1), Some(State::Serving));
     assert_eq!(r.m.handoffs_failed, 1);
+    // The helper ignores SIGTERM: SIGKILL at the drain deadline.
+    assert_eq!(
+        r.after(Duration::from_secs(3)),
+        vec![Action::Kill {
+            target: target(2, 200)
+        }]
+    );
     assert_eq!(r.empty(2), vec![Action::Forget { generation: 2 }]);
 }
 
@@ -221,12 +229,14 @@ fn new_generation_not_ready_in_time_is_killed_and_old_keeps_serving() {
     assert_eq!(r.m.next_deadline(), Some(r.t + Duration::from_secs(5)));
     assert_eq!(
         r.after(Duration::from_secs(5)),
-        vec![Action::Kill {
-            target: target(2, 200)
+        vec![Action::Signal {
+            target: target(2, 200),
+            sig: TERM
         }]
     );
     assert_eq!(r.state(2), Some(State::Failed));
-    assert!(r.reaped(200, 137).is_empty());
+    assert!(r.reaped(200, 143).is_empty());
+    assert_eq!(r.empty(2), vec![Action::Forget { generation: 2 }]);
     assert_eq!(r.state(1), Some(State::Serving));
     // EXTEND_TIMEOUT_USEC pushes the deadline of a starting generation, clamped.
     r.trigger(None);

@@ -105,7 +105,12 @@ impl Sup {
                 3 + i
             );
         }
-        let cgroups = match crate::cgroup::Cgroups::open() {
+        let cgroups = if opts.cgroup {
+            crate::cgroup::Cgroups::open()
+        } else {
+            Err("--cgroup off".into())
+        };
+        let cgroups = match cgroups {
             Ok(c) => {
                 debug!(
                     "cgroup {} holds one cgroup per generation",
