@@ -63,7 +63,7 @@ macro_rules! info { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Info,
 #[macro_export]
 macro_rules! debug { ($($arg:tt)*) => { $crate::log_at!($crate::log::Level::Debug, $($arg)*) }; }
 
-/// A duration for people: `8s`, `500ms`, `7.99s`.
+/// A duration for people: `8s`, `500ms`, `1.6s`, `7.99s`.
 pub fn dur(d: std::time::Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
@@ -71,7 +71,8 @@ pub fn dur(d: std::time::Duration) -> String {
     } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
-        format!("{:.2}s", d.as_secs_f64())
+        let s = format!("{:.2}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0'))
     }
 }
 

@@ -89,6 +89,15 @@ pub fn run(args: HttpArgs) -> i32 {
         log("failing start as asked (--fail-start)");
         return 3;
     }
+    if let Some(ms) = args.ready_then_exit {
+        notifier.send(&format!("READY=1\nSTATUS=serving gen {generation}"));
+        log(&format!(
+            "ready gen={generation}, exiting in {ms} ms (--ready-then-exit)"
+        ));
+        let _ = next_signal(&signals, Some(Duration::from_millis(ms)));
+        log("exiting with status 3 (--ready-then-exit)");
+        return 3;
+    }
     if args.never_ready {
         log("never ready (--never-ready): serving nothing");
         loop {
@@ -134,7 +143,11 @@ fn take_listeners(args: &HttpArgs) -> Result<Vec<(String, Arc<Listener>)>, i32> 
             }
         },
     };
-    if listeners.is_empty() && !args.fail_start && !args.never_ready {
+    if listeners.is_empty()
+        && !args.fail_start
+        && !args.never_ready
+        && args.ready_then_exit.is_none()
+    {
         log("no listening socket: no LISTEN_FDS for this process and no --bind");
         return Err(1);
     }

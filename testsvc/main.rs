@@ -48,6 +48,7 @@ const USAGE: &str = "\
 usage: handoff-testsvc wait [--exit-code N] [--cleanup MS] [--ignore-term] [--report FILE] [--print-self]
        handoff-testsvc http [--bind ADDR]... [--start-delay MS] [--request-delay MS]
                             [--drain-idle MS] [--fail-start] [--never-ready] [--ignore-term]
+                            [--ready-then-exit MS]
                             [--self-fork] [--health ADDR] [--require-listen-pid]
        handoff-testsvc orphans N [--linger] [--timeout MS]
        handoff-testsvc --help";
@@ -69,6 +70,9 @@ http options:
                        began (default 2000)
   --fail-start         exit 3 after --start-delay, never ready
   --never-ready        never accept, never send READY=1 (SIGTERM still ends it)
+  --ready-then-exit MS send READY=1 but accept nothing, and exit 3 after MS: a service that
+                       dies right after it said it was ready (what it never accepted stays
+                       queued on the socket for the next generation)
   --ignore-term        log and ignore SIGTERM (SIGINT and SIGQUIT still drain)
   --self-fork          on SIGHUP, start a copy of itself on the same sockets, which then stops
                        this process (see below)
@@ -102,6 +106,7 @@ pub struct HttpArgs {
     pub drain_idle: u64,
     pub fail_start: bool,
     pub never_ready: bool,
+    pub ready_then_exit: Option<u64>,
     pub ignore_term: bool,
     pub self_fork: bool,
     pub health: Option<String>,
@@ -189,6 +194,7 @@ fn parse_http(mut it: ArgIter) -> Result<HttpArgs, String> {
             "--drain-idle" => a.drain_idle = it.number(&flag)?,
             "--fail-start" => a.fail_start = true,
             "--never-ready" => a.never_ready = true,
+            "--ready-then-exit" => a.ready_then_exit = Some(it.number(&flag)?),
             "--ignore-term" => a.ignore_term = true,
             "--self-fork" => a.self_fork = true,
             "--health" => a.health = Some(it.value(&flag)?),

@@ -199,7 +199,8 @@ impl World {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(a) = queue.pop_front() {
             self.steps += 1;
-            self.trace.push(format!("{:?} {a:?}", self.t.duration_since(self.t0)));
+            self.trace
+                .push(format!("{:?} {a:?}", self.t.duration_since(self.t0)));
             match a {
                 Action::Spawn { generation } => {
                     assert!(
