@@ -76,6 +76,10 @@ pub fn run(args: HttpArgs) -> i32 {
     }
     let notifier = Notifier::from_env();
 
+    if args.start_delay > 0 {
+        // Signals are handled from here on (tests wait for this line before they send one).
+        log(&format!("start delay {} ms", args.start_delay));
+    }
     let start_deadline = Instant::now() + Duration::from_millis(args.start_delay);
     while let Some(left) = remaining(start_deadline) {
         if let Some(signo) = next_signal(&signals, Some(left))
