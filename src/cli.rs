@@ -44,6 +44,9 @@ pub struct Cli {
     pub control: Option<String>,
     pub runtime_dir: Option<String>,
     pub cgroup: Option<String>,
+    pub watchdog: Option<String>,
+    pub reload_signal: Option<String>,
+    pub stop_delay: Option<String>,
     pub command: Vec<OsString>,
 }
 
@@ -80,6 +83,9 @@ enum Opt {
     Track,
     Pidfile,
     Cgroup,
+    Watchdog,
+    ReloadSignal,
+    StopDelay,
     Control,
     RuntimeDir,
     Ignored,
@@ -111,6 +117,9 @@ const OPTIONS: &[(&str, char, bool, Opt)] = &[
     ("track", '\0', true, Opt::Track),
     ("pidfile", '\0', true, Opt::Pidfile),
     ("cgroup", '\0', true, Opt::Cgroup),
+    ("watchdog", '\0', true, Opt::Watchdog),
+    ("reload-signal", '\0', true, Opt::ReloadSignal),
+    ("stop-delay", '\0', true, Opt::StopDelay),
     ("control", '\0', true, Opt::Control),
     ("runtime-dir", '\0', true, Opt::RuntimeDir),
     // tini's -s (subreaper: always done when not PID 1) and -g (group: the default here).
@@ -134,6 +143,8 @@ Options (each also from the environment as HANDOFF_<NAME>, e.g. HANDOFF_GRACE=5s
       --grace DURATION          how long a shutdown may take before leftovers get SIGKILL
                                 (500ms, 10s, 1m) [default: 8s]
       --remap-exit FROM:TO      exit with TO when the command exits with FROM; repeatable
+      --stop-delay DURATION     keep serving this long after the first SIGTERM (load balancers
+                                still send traffic), then stop; counted within --grace
   -e CODE                       treat exit code CODE as 0 (tini); repeatable
   -p, --pdeathsig SIGNAL        signal init gets when its parent dies (tini's -p)
   -w, --warn-on-reap            warn for every reaped process other than the command
@@ -161,11 +172,15 @@ Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, cont
                                 whenever init wakes)
       --cgroup auto|off         a cgroup v2 per generation where init's cgroup is writable, so
                                 processes that left the group are stopped with it [auto]
+      --watchdog DURATION       each generation gets WATCHDOG_USEC/WATCHDOG_PID; one that misses
+                                its WATCHDOG=1 is replaced by a handoff, then gets SIGABRT
+      --reload-signal SIGNAL    `ctl reload --in-place` sends it to the serving generation and
+                                waits for RELOADING=1 then READY=1 (Type=notify-reload)
       --control PATH            control socket [default: RUNTIME_DIR/control.sock]
       --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init, or
                                 $TMPDIR/handoff-init-UID when /run is not writable]
 
-Control client: handoff-init ctl reload|status [--json] [--control PATH]
+Control client: handoff-init ctl reload [--in-place]|status [--json] [--control PATH]
   -h, --help                    this text;  -V, --version  the version
 
 Exit status: the command's own; 128+N if it died of signal N; 126 command not executable;
@@ -282,6 +297,9 @@ fn apply(cli: &mut Cli, opt: Opt, value: Option<String>) -> Option<Parsed> {
         Opt::Track => cli.track = Some(v),
         Opt::Pidfile => cli.pidfile = Some(v),
         Opt::Cgroup => cli.cgroup = Some(v),
+        Opt::Watchdog => cli.watchdog = Some(v),
+        Opt::ReloadSignal => cli.reload_signal = Some(v),
+        Opt::StopDelay => cli.stop_delay = Some(v),
         Opt::Control => cli.control = Some(v),
         Opt::RuntimeDir => cli.runtime_dir = Some(v),
         Opt::Ignored => {}

@@ -22,6 +22,8 @@ pub struct Config {
     /// Index = received signal, value = signal to send (0 = drop).
     pub rewrite: [i32; signals::MAX as usize + 1],
     pub grace: Duration,
+    /// `--stop-delay`: how long everything keeps serving after the first SIGTERM.
+    pub stop_delay: Option<Duration>,
     /// (from, to) pairs applied to the final exit code, first match wins.
     pub remap_exit: Vec<(u8, u8)>,
     pub pdeathsig: Option<i32>,
@@ -67,6 +69,10 @@ pub struct Supervise {
     pub pidfile: Option<std::path::PathBuf>,
     /// A cgroup per generation where possible (see `cgroup`).
     pub cgroup: bool,
+    /// The keep-alive interval every generation gets (WATCHDOG_USEC).
+    pub watchdog: Option<Duration>,
+    /// What `ctl reload --in-place` sends to the serving generation.
+    pub reload_signal: Option<i32>,
     /// `--runtime-dir`; None: the first of `runtime_dirs` that init can make its own.
     pub runtime_dir: Option<std::path::PathBuf>,
     /// `--control`; None: `control.sock` in the runtime dir.
@@ -123,6 +129,18 @@ impl Config {
         }
         let grace = parse_duration(cli.grace.as_deref().unwrap_or(DEFAULT_GRACE))
             .map_err(|e| format!("invalid --grace: {e}"))?;
+        let stop_delay = cli
+            .stop_delay
+            .as_deref()
+            .map(|d| parse_duration(d).map_err(|e| format!("invalid --stop-delay: {e}")))
+            .transpose()?
+            .filter(|d| !d.is_zero());
+        if stop_delay.is_some_and(|d| d >= grace) {
+            return Err(format!(
+                "--stop-delay must be shorter than --grace ({}): it is counted within it",
+                crate::log::dur(grace)
+            ));
+        }
         let forward_to = match cli.forward_to.as_deref() {
             _ if cli.single_child => ForwardTo::Child,
             None | Some("group") => ForwardTo::Group,
@@ -145,6 +163,7 @@ impl Config {
             forward_to,
             rewrite,
             grace,
+            stop_delay,
             remap_exit,
             pdeathsig,
             warn_on_reap: cli.warn_on_reap,
@@ -182,6 +201,8 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         || cli.track.is_some()
         || cli.pidfile.is_some()
         || cli.cgroup.is_some()
+        || cli.watchdog.is_some()
+        || cli.reload_signal.is_some()
         || cli.no_listen_pid
         || cli.drain_timeout.is_some()
         || cli.ready_timeout.is_some()
@@ -242,6 +263,12 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
             ));
         }
     };
+    let watchdog = cli
+        .watchdog
+        .as_deref()
+        .map(|w| parse_duration(w).map_err(|e| format!("invalid --watchdog: {e}")))
+        .transpose()?
+        .filter(|d| !d.is_zero());
     let cgroup = match cli.cgroup.as_deref() {
         None | Some("auto") => true,
         Some("off") => false,
@@ -264,6 +291,8 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         track,
         pidfile: cli.pidfile.as_deref().map(Into::into),
         cgroup,
+        watchdog,
+        reload_signal: sig(&cli.reload_signal, "reload-signal")?,
         control: cli.control.as_deref().map(Into::into),
         runtime_dir: cli.runtime_dir.as_deref().map(Into::into),
     }))

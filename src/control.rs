@@ -2,7 +2,7 @@
 //!
 //! A Unix stream socket, mode 0600, in init's private runtime directory; a peer whose uid is
 //! neither root nor init's own is refused (SO_PEERCRED). One request line per connection:
-//! `reload`, `reload json`, `status`, `status json`. A reload's answer comes when the handoff has
+//! `reload`, `reload json`, `reload in-place [json]`, `status`, `status json`. A reload's answer comes when the handoff has
 //! finished; the connection stays open until then. Non-blocking throughout: a silent client
 //! costs a slot, never a stall of the loop.
 
@@ -18,8 +18,16 @@ const MAX_CLIENTS: usize = 32;
 
 #[derive(Debug, PartialEq)]
 pub enum Request {
-    Reload { client: u64, json: bool },
-    Status { client: u64, json: bool },
+    /// `reload`, or with `in-place` the serving generation's own reload (`--reload-signal`).
+    Reload {
+        client: u64,
+        json: bool,
+        in_place: bool,
+    },
+    Status {
+        client: u64,
+        json: bool,
+    },
 }
 
 struct Client {
@@ -120,7 +128,11 @@ impl Server {
                 let json = line.ends_with(" json");
                 c.json = json;
                 match line.split_whitespace().next() {
-                    Some("reload") => out.push(Request::Reload { client: c.id, json }),
+                    Some("reload") => out.push(Request::Reload {
+                        client: c.id,
+                        json,
+                        in_place: line.split_whitespace().any(|w| w == "in-place"),
+                    }),
                     Some("status") => out.push(Request::Status { client: c.id, json }),
                     _ => {
                         c.stream.set_nonblocking(false).ok();
@@ -177,21 +189,23 @@ pub fn client(args: &[String]) -> u8 {
         .ok()
         .filter(|v| !v.is_empty());
     let mut json = false;
+    let mut in_place = false;
     let mut verb = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--in-place" => in_place = true,
             "--control" => control = it.next().cloned(),
             s if s.starts_with("--control=") => control = Some(s[10..].to_string()),
             "reload" | "status" if verb.is_none() => verb = Some(a.clone()),
             "-h" | "--help" => {
-                return out("usage: handoff-init ctl reload|status [--json] [--control PATH]\n")
+                return out("usage: handoff-init ctl reload [--in-place]|status [--json] [--control PATH]\n")
                     .map_or(1, |()| 0);
             }
             other => {
                 crate::log::write(format_args!(
-                    "ctl: unexpected '{other}' (usage: ctl reload|status [--json] [--control PATH])"
+                    "ctl: unexpected '{other}' (usage: ctl reload [--in-place]|status [--json] [--control PATH])"
                 ));
                 return 2;
             }
@@ -223,7 +237,15 @@ pub fn client(args: &[String]) -> u8 {
             return 1;
         }
     };
-    let request = format!("{verb}{}\n", if json { " json" } else { "" });
+    if in_place && verb != "reload" {
+        crate::log::write(format_args!("ctl: --in-place goes with reload"));
+        return 2;
+    }
+    let request = format!(
+        "{verb}{}{}\n",
+        if in_place { " in-place" } else { "" },
+        if json { " json" } else { "" }
+    );
     let mut answer = String::new();
     if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut answer).is_err()
     {

@@ -55,6 +55,10 @@ struct Init {
     /// With a terminal on stdin: the generation whose group is its foreground group.
     terminal_holder: Option<u32>,
     started: Instant,
+    /// `--stop-delay`: the first SIGTERM is held until then (its sender kept for the log).
+    delayed_stop: Option<(Instant, i32)>,
+    /// The stop delay was used (once per life).
+    stop_delay_spent: bool,
 }
 
 use crate::sys::kill;
@@ -95,6 +99,8 @@ impl Init {
             "LISTEN_FDS",
             "LISTEN_FDNAMES",
             "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
         ];
         let env: Vec<Vec<u8>> = std::env::vars_os()
             .filter(|(k, _)| sup.is_none() || !protocol.iter().any(|p| k == p))
@@ -108,6 +114,8 @@ impl Init {
                 stop_signal: libc::SIGTERM,
                 restart_on_failure: false,
                 track: Track::Main,
+                watchdog: None,
+                reload_signal: None,
             },
             Some(o) => Settings {
                 ready: match o.ready {
@@ -120,6 +128,8 @@ impl Init {
                 stop_signal: o.stop_signal,
                 restart_on_failure: o.restart == crate::config::Restart::OnFailure,
                 track: o.track,
+                watchdog: o.watchdog,
+                reload_signal: o.reload_signal,
             },
         };
         let mut init = Init {
@@ -140,6 +150,8 @@ impl Init {
                 .unwrap_or(false)
                 .then_some(1),
             started: Instant::now(),
+            delayed_stop: None,
+            stop_delay_spent: false,
         };
         let first = init.machine.start(Instant::now());
         init.exec(first);
@@ -163,6 +175,11 @@ impl Init {
                 return code;
             }
             let now = Instant::now();
+            if let Some((_, sender)) = self.delayed_stop.filter(|&(at, _)| at <= now) {
+                self.delayed_stop = None;
+                info!("stop delay over: stopping");
+                self.deliver(libc::SIGTERM, sender);
+            }
             if self.machine.next_deadline().is_some_and(|t| t <= now) {
                 self.apply(Fact::Tick);
             }
@@ -171,7 +188,8 @@ impl Init {
                 continue;
             }
             let grace = self.deadline.filter(|_| !self.killed);
-            let next = [grace, self.machine.next_deadline()]
+            let delayed = self.delayed_stop.map(|(at, _)| at);
+            let next = [grace, delayed, self.machine.next_deadline()]
                 .into_iter()
                 .flatten()
                 .min();
@@ -296,6 +314,33 @@ impl Init {
             // since that write would raise the next one.
             return;
         }
+        if let Some(delay) = self.cfg.stop_delay
+            && sig == libc::SIGTERM
+            && !self.stop_delay_spent
+            && self.over.is_none()
+        {
+            // Kubernetes sends SIGTERM while endpoints are still being removed: keep serving
+            // for a while, within the grace period, instead of refusing what still arrives.
+            self.stop_delay_spent = true;
+            self.delayed_stop = Some((Instant::now() + delay, sender));
+            self.begin_grace();
+            info!(
+                "received SIGTERM from {}: serving {} more (--stop-delay), then stopping",
+                crate::log::Sender(sender),
+                crate::log::dur(delay)
+            );
+            return;
+        }
+        if self.delayed_stop.is_some() && signals::is_shutdown(sig) {
+            // A second SIGTERM, or SIGINT/SIGQUIT: no more delay.
+            self.delayed_stop = None;
+            info!("stop delay skipped");
+        }
+        self.deliver(sig, sender);
+    }
+
+    /// A signal for the service (or a trigger, or the start of a shutdown).
+    fn deliver(&mut self, sig: i32, sender: i32) {
         let from = crate::log::Sender(sender);
         let handoff_signal = self.sup.as_ref().and_then(|s| s.opts.handoff_signal);
         if Some(sig) == handoff_signal && self.over.is_none() {
@@ -491,7 +536,7 @@ impl Init {
     fn spawn_gen(&mut self, generation: u32) -> Fact {
         let mut extra = Vec::new();
         let mut fds = Vec::new();
-        let mut listen_pid = false;
+        let mut pid_vars: Vec<&[u8]> = Vec::new();
         let mut cgroup = None;
         if let Some(sup) = &self.sup {
             if !sup.listeners.is_empty() {
@@ -500,7 +545,14 @@ impl Init {
                 extra.push(env_entry("LISTEN_FDS", &fds.len().to_string()));
                 let names: Vec<&str> = sup.listeners.iter().map(|l| l.name.as_str()).collect();
                 extra.push(env_entry("LISTEN_FDNAMES", &names.join(":")));
-                listen_pid = sup.opts.listen_pid;
+                if sup.opts.listen_pid {
+                    pid_vars.push(spawn::LISTEN_PID);
+                }
+            }
+            // sd_watchdog_enabled(3): the interval, and the pid it is meant for.
+            if let Some(w) = sup.opts.watchdog {
+                extra.push(env_entry("WATCHDOG_USEC", &w.as_micros().to_string()));
+                pid_vars.push(spawn::WATCHDOG_PID);
             }
             extra.push(spawn::env_entry(
                 b"NOTIFY_SOCKET",
@@ -518,7 +570,7 @@ impl Init {
             },
             env: &self.env,
             extra_env: extra,
-            listen_pid,
+            pid_vars: &pid_vars,
             listen_fds: &fds,
             cgroup: cgroup.as_deref(),
         };

@@ -23,6 +23,12 @@ pub struct Message {
     pub status: Option<String>,
     pub mainpid: Option<i32>,
     pub extend_timeout_usec: Option<u64>,
+    /// WATCHDOG=1.
+    pub watchdog_alive: bool,
+    /// WATCHDOG=trigger.
+    pub watchdog_trigger: bool,
+    /// WATCHDOG_USEC=.
+    pub watchdog_usec: Option<u64>,
 }
 
 /// Parses the payload; unknown keys are ignored, as systemd does.
@@ -42,6 +48,11 @@ pub fn parse(pid: i32, payload: &[u8]) -> Message {
             "STATUS" => m.status = Some(v.to_string()),
             "MAINPID" => m.mainpid = v.parse().ok().filter(|&p| p > 0),
             "EXTEND_TIMEOUT_USEC" => m.extend_timeout_usec = v.parse().ok(),
+            "WATCHDOG" => {
+                m.watchdog_alive |= v == "1";
+                m.watchdog_trigger |= v == "trigger";
+            }
+            "WATCHDOG_USEC" => m.watchdog_usec = v.parse().ok(),
             _ => {}
         }
     }

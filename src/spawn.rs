@@ -1,7 +1,7 @@
 //! Starting the service: the only module that forks and execs.
 //!
-//! Everything the child needs — resolved path, argv, envp with a reserved `LISTEN_PID=` slot, the
-//! fd plan — is built before `fork()`. Between fork and exec the child only makes async-signal-safe
+//! Everything the child needs — resolved path, argv, envp with reserved `LISTEN_PID=` and
+//! `WATCHDOG_PID=` slots, the fd plan — is built before `fork()`. Between fork and exec the child only makes async-signal-safe
 //! syscalls through `libc` (no allocation, no lock, no logging; see signal-safety(7)). An exec
 //! failure is reported to the parent through a close-on-exec pipe: EOF means exec succeeded, four
 //! bytes are the errno. The parent waits for that answer, so when `spawn` returns the child has
@@ -149,8 +149,9 @@ pub struct Plan<'a> {
     pub env: &'a [Vec<u8>],
     /// More NUL-terminated entries for this child (see `env_entry`).
     pub extra_env: Vec<Vec<u8>>,
-    /// Add `LISTEN_PID=<the child's own pid>`, written by the child between fork and exec.
-    pub listen_pid: bool,
+    /// Variables (`LISTEN_PID=`, `WATCHDOG_PID=`) whose value is the child's own pid, written
+    /// by the child between fork and exec; at most `MAX_PID_VARS`.
+    pub pid_vars: &'a [&'a [u8]],
     /// Listening sockets that become fds 3, 4, … in the child.
     pub listen_fds: &'a [RawFd],
     /// A `cgroup.procs` file the child moves itself into before anything else (see `cgroup`).
@@ -172,7 +173,9 @@ pub enum Terminal {
 
 /// Room for the decimal pid behind `LISTEN_PID=` (pid_max is at most 2^22, 7 digits).
 const PID_DIGITS: usize = 10;
-const LISTEN_PID_SLOT: &[u8] = b"LISTEN_PID=";
+pub const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+pub const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
+const MAX_PID_VARS: usize = 2;
 
 /// `KEY=VALUE\0`, as `Plan` wants environment entries.
 pub fn env_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -189,29 +192,43 @@ pub fn env_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
 pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
     // Everything the child touches is allocated here, before fork. The environment is not
     // copied: the child gets pointers to init's entries.
-    let mut slot = Vec::new();
-    if plan.listen_pid {
-        slot.extend_from_slice(LISTEN_PID_SLOT);
-        slot.extend_from_slice(&[0; PID_DIGITS + 1]);
+    // One `NAME=` slot per variable that holds the child's own pid (LISTEN_PID, WATCHDOG_PID),
+    // each with room for the digits; the child fills them in between fork and exec.
+    let mut slots: Vec<Vec<u8>> = plan
+        .pid_vars
+        .iter()
+        .map(|name| {
+            let mut slot = Vec::with_capacity(name.len() + PID_DIGITS + 1);
+            slot.extend_from_slice(name);
+            slot.extend_from_slice(&[0; PID_DIGITS + 1]);
+            slot
+        })
+        .collect();
+    let mut pid_slots = [std::ptr::null_mut::<u8>(); MAX_PID_VARS];
+    for (i, (slot, name)) in slots
+        .iter_mut()
+        .zip(plan.pid_vars)
+        .take(MAX_PID_VARS)
+        .enumerate()
+    {
+        // SAFETY: the slot is the name followed by PID_DIGITS + 1 reserved bytes; it is not
+        // resized after this, so the pointer stays valid.
+        pid_slots[i] = unsafe { slot.as_mut_ptr().add(name.len()) };
     }
-    // SAFETY: the slot is the prefix followed by PID_DIGITS + 1 reserved bytes; it is not
-    // resized after this, so the pointer stays valid.
-    let pid_slot: *mut u8 = if plan.listen_pid {
-        unsafe { slot.as_mut_ptr().add(LISTEN_PID_SLOT.len()) }
-    } else {
-        std::ptr::null_mut()
-    };
     let mut envp: Vec<*const libc::c_char> =
-        Vec::with_capacity(plan.env.len() + plan.extra_env.len() + 2);
+        Vec::with_capacity(plan.env.len() + plan.extra_env.len() + slots.len() + 1);
     envp.extend(
         plan.env
             .iter()
             .chain(&plan.extra_env)
             .map(|e| e.as_ptr().cast::<libc::c_char>()),
     );
-    if plan.listen_pid {
-        envp.push(slot.as_ptr().cast());
-    }
+    envp.extend(
+        slots
+            .iter()
+            .take(MAX_PID_VARS)
+            .map(|s| s.as_ptr().cast::<libc::c_char>()),
+    );
     envp.push(std::ptr::null());
     let mut argv: Vec<*const libc::c_char> = cmd.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -222,7 +239,7 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
         path: cmd.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
-        pid_slot,
+        pid_slots,
         mask: &mut mask,
         terminal: plan.terminal,
         listen_fds: plan.listen_fds,
@@ -269,7 +286,7 @@ struct ChildPlan<'a> {
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-    pid_slot: *mut u8,
+    pid_slots: [*mut u8; MAX_PID_VARS],
     mask: *mut libc::sigset_t,
     terminal: Terminal,
     listen_fds: &'a [RawFd],
@@ -333,8 +350,9 @@ unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
                 fail(status_fd);
             }
         }
-        if !p.pid_slot.is_null() {
-            write_decimal(p.pid_slot, libc::getpid() as u32);
+        let pid = libc::getpid() as u32;
+        for &slot in p.pid_slots.iter().filter(|s| !s.is_null()) {
+            write_decimal(slot, pid);
         }
 
         // Rust ignores SIGPIPE before main; the service expects the default. Init installs no

@@ -9,11 +9,16 @@ use std::time::Instant;
 pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
     let now = Instant::now();
     let mut s = format!(
-        "handoff-init pid {}, up {}, handoffs: {} done, {} failed\n",
+        "handoff-init pid {}, up {}, handoffs: {} done, {} failed{}\n",
         std::process::id(),
         dur(now - started),
         m.handoffs_done,
-        m.handoffs_failed
+        m.handoffs_failed,
+        if m.watchdog_recoveries > 0 {
+            format!(", watchdog recoveries: {}", m.watchdog_recoveries)
+        } else {
+            String::new()
+        }
     );
     for (i, l) in listeners.iter().enumerate() {
         s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
@@ -23,8 +28,16 @@ pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
             .status
             .as_deref()
             .map_or(String::new(), |st| format!(" status: {st}"));
+        let watchdog = match (g.watchdog, g.last_keepalive) {
+            (Some(w), Some(k)) => {
+                format!(" watchdog {} last keep-alive {} ago", dur(w), dur(now - k))
+            }
+            (Some(w), None) => format!(" watchdog {} no keep-alive yet", dur(w)),
+            _ => String::new(),
+        };
+        let hung = if g.hung { " hung" } else { "" };
         s.push_str(&format!(
-            "generation {} pid {} {} up {}{status}\n",
+            "generation {} pid {} {}{hung} up {}{watchdog}{status}\n",
             g.id,
             g.main,
             g.state.name(),
@@ -53,22 +66,26 @@ pub fn json(m: &Machine, listeners: &[Listener], started: Instant) -> String {
         .iter()
         .map(|g| {
             format!(
-                "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"started_by\":\"{}\",\"uptime_ms\":{},\"status\":{}}}",
+                "{{\"generation\":{},\"pid\":{},\"state\":\"{}\",\"started_by\":\"{}\",\"hung\":{},\"watchdog_ms\":{},\"last_keepalive_ms_ago\":{},\"uptime_ms\":{},\"status\":{}}}",
                 g.id,
                 g.main,
                 g.state.name(),
                 g.start.name(),
+                g.hung,
+                g.watchdog.map_or("null".into(), |w| w.as_millis().to_string()),
+                g.last_keepalive.map_or("null".into(), |k| (now - k).as_millis().to_string()),
                 (now - g.started).as_millis(),
                 g.status.as_deref().map_or("null".to_string(), str)
             )
         })
         .collect();
     format!(
-        "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"listeners\":[{}],\"generations\":[{}]}}\n",
+        "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"watchdog_recoveries\":{},\"listeners\":[{}],\"generations\":[{}]}}\n",
         std::process::id(),
         (now - started).as_millis(),
         m.handoffs_done,
         m.handoffs_failed,
+        m.watchdog_recoveries,
         listeners.join(","),
         gens.join(",")
     )
@@ -112,6 +129,8 @@ mod tests {
             stop_signal: 15,
             restart_on_failure: false,
             track: crate::config::Track::Main,
+            watchdog: None,
+            reload_signal: None,
         });
         m.start(t);
         m.handle(

@@ -50,6 +50,8 @@ enum Action {
     Drain,
     SelfFork,
     Reap,
+    /// SIGUSR1: reload in place (Type=notify-reload): RELOADING=1, then READY=1.
+    Reload,
     Nothing,
 }
 
@@ -198,6 +200,7 @@ fn decide(args: &HttpArgs, signo: i32, serving: bool) -> Action {
         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Action::Drain,
         libc::SIGHUP if args.self_fork && serving => Action::SelfFork,
         libc::SIGCHLD => Action::Reap,
+        libc::SIGUSR1 if serving => Action::Reload,
         _ => Action::Nothing,
     }
 }
@@ -264,8 +267,9 @@ fn serve(
     }
 
     let mut copy: Option<Pid> = None;
+    let mut watchdog = Watchdog::from_env(&args);
     loop {
-        let Some(signo) = next_signal(signals, None) else {
+        let Some(signo) = next_signal(signals, watchdog.due(&shared, notifier)) else {
             continue;
         };
         match decide(&args, signo, true) {
@@ -279,11 +283,81 @@ fn serve(
                 Err(e) => log(&format!("self-fork failed: {e}")),
             },
             Action::Reap => reap(&mut copy),
+            Action::Reload if args.no_reload => log("reload asked: ignored (--no-reload)"),
+            Action::Reload => {
+                // sd_notify(3): RELOADING=1 with the CLOCK_MONOTONIC time, then READY=1.
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: clock_gettime with a valid out-pointer to a local.
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+                let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+                notifier.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+                log("reloading");
+                notifier.send(&format!(
+                    "READY=1\nSTATUS=serving gen {generation}, reloaded"
+                ));
+                log("reloaded");
+            }
             Action::Nothing => {}
         }
     }
     drain(&shared, drain_trigger, acceptors, listeners, notifier);
     0
+}
+
+/// sd_watchdog_enabled(3): WATCHDOG=1 every half WATCHDOG_USEC when WATCHDOG_PID is ours;
+/// with --hang-after, the service hangs then: no keep-alive and no accept any more (in-flight
+/// requests finish), as a deadlocked server would — or with --watchdog-trigger it says so.
+struct Watchdog {
+    every: Option<Duration>,
+    next: Instant,
+    hang_at: Option<Instant>,
+    trigger: bool,
+    hung: bool,
+}
+
+impl Watchdog {
+    fn from_env(args: &HttpArgs) -> Watchdog {
+        let ours = std::env::var("WATCHDOG_PID").ok() == Some(std::process::id().to_string());
+        let every = std::env::var("WATCHDOG_USEC")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|_| ours)
+            .map(|us| Duration::from_micros(us / 2));
+        let now = Instant::now();
+        Watchdog {
+            every,
+            next: now,
+            hang_at: args.hang_after.map(|ms| now + Duration::from_millis(ms)),
+            trigger: args.watchdog_trigger,
+            hung: false,
+        }
+    }
+
+    /// Does what is due; returns how long until the next thing is.
+    fn due(&mut self, shared: &Shared, notifier: &Notifier) -> Option<Duration> {
+        let now = Instant::now();
+        if !self.hung && self.hang_at.is_some_and(|t| t <= now) {
+            self.hung = true;
+            shared.draining.store(true, Ordering::SeqCst);
+            if self.trigger {
+                notifier.send("WATCHDOG=trigger");
+            }
+            log("hung (--hang-after): no more WATCHDOG=1, no more accepts");
+        }
+        if self.hung {
+            return None;
+        }
+        let every = self.every?;
+        if self.next <= now {
+            notifier.send("WATCHDOG=1");
+            self.next = now + every;
+        }
+        let until = self.hang_at.map_or(self.next, |h| h.min(self.next));
+        Some(until.saturating_duration_since(now))
+    }
 }
 
 /// Collects exited children (self-fork copies that failed before taking over).

@@ -48,7 +48,8 @@ const USAGE: &str = "\
 usage: handoff-testsvc wait [--exit-code N] [--cleanup MS] [--ignore-term] [--report FILE] [--print-self]
        handoff-testsvc http [--bind ADDR]... [--start-delay MS] [--request-delay MS]
                             [--drain-idle MS] [--fail-start] [--never-ready] [--ignore-term]
-                            [--ready-then-exit MS]
+                            [--ready-then-exit MS] [--hang-after MS] [--watchdog-trigger]
+                            [--no-reload]
                             [--self-fork] [--health ADDR] [--require-listen-pid]
        handoff-testsvc orphans N [--linger] [--timeout MS]
        handoff-testsvc --help";
@@ -70,6 +71,10 @@ http options:
                        began (default 2000)
   --fail-start         exit 3 after --start-delay, never ready
   --never-ready        never accept, never send READY=1 (SIGTERM still ends it)
+  --hang-after MS      MS after it is ready, hang: no more WATCHDOG=1 (sent every half
+                       WATCHDOG_USEC when WATCHDOG_PID is ours) and no more accepts
+  --watchdog-trigger   with --hang-after: send WATCHDOG=trigger when it hangs
+  --no-reload          ignore SIGUSR1 (otherwise: RELOADING=1 + MONOTONIC_USEC, then READY=1)
   --ready-then-exit MS send READY=1 but accept nothing, and exit 3 after MS: a service that
                        dies right after it said it was ready (what it never accepted stays
                        queued on the socket for the next generation)
@@ -107,6 +112,9 @@ pub struct HttpArgs {
     pub fail_start: bool,
     pub never_ready: bool,
     pub ready_then_exit: Option<u64>,
+    pub hang_after: Option<u64>,
+    pub watchdog_trigger: bool,
+    pub no_reload: bool,
     pub ignore_term: bool,
     pub self_fork: bool,
     pub health: Option<String>,
@@ -195,6 +203,9 @@ fn parse_http(mut it: ArgIter) -> Result<HttpArgs, String> {
             "--fail-start" => a.fail_start = true,
             "--never-ready" => a.never_ready = true,
             "--ready-then-exit" => a.ready_then_exit = Some(it.number(&flag)?),
+            "--hang-after" => a.hang_after = Some(it.number(&flag)?),
+            "--watchdog-trigger" => a.watchdog_trigger = true,
+            "--no-reload" => a.no_reload = true,
             "--ignore-term" => a.ignore_term = true,
             "--self-fork" => a.self_fork = true,
             "--health" => a.health = Some(it.value(&flag)?),

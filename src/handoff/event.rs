@@ -87,6 +87,28 @@ pub enum Event {
         generation: u32,
         pid: i32,
         kill_in: Duration,
+        hung: bool,
+    },
+    /// The serving generation missed its keep-alive (or sent WATCHDOG=trigger).
+    WatchdogFired {
+        generation: u32,
+        trigger: bool,
+    },
+    /// A hung generation whose replacement failed: SIGABRT, SIGKILL in `kill_in`.
+    HungAborted {
+        generation: u32,
+        kill_in: Duration,
+    },
+    /// `--reload-signal` sent for an in-place reload.
+    Reloading {
+        generation: u32,
+    },
+    Reloaded {
+        generation: u32,
+    },
+    ReloadFailed {
+        generation: u32,
+        timeout: Duration,
     },
     HandoffDone {
         generation: u32,
@@ -153,6 +175,9 @@ impl Event {
             | Event::Failed { .. }
             | Event::Crashed { .. }
             | Event::KillTimeout { .. }
+            | Event::WatchdogFired { .. }
+            | Event::HungAborted { .. }
+            | Event::ReloadFailed { .. }
             | Event::MainPidRefused { .. } => Level::Warn,
             Event::MemberExited { .. } | Event::Orphan { .. } | Event::Gone { .. } => Level::Debug,
             Event::Starting {
@@ -171,6 +196,7 @@ impl fmt::Display for Event {
                 Start::First => write!(f, "starting generation {generation}"),
                 Start::Handoff => write!(f, "handoff: starting generation {generation}"),
                 Start::Restart => write!(f, "restarting: generation {generation}"),
+                Start::Watchdog => write!(f, "watchdog: starting generation {generation}"),
             },
             Event::Started { generation, pid } => {
                 write!(f, "generation {generation}: started pid {pid}")
@@ -196,10 +222,44 @@ impl fmt::Display for Event {
                 generation,
                 pid,
                 kill_in,
+                hung,
             } => write!(
                 f,
-                "generation {generation}: draining (pid {pid}), SIGKILL in {}",
+                "generation {generation}: {} (pid {pid}), SIGKILL in {}",
+                if *hung { "hung: SIGABRT" } else { "draining" },
                 dur(*kill_in)
+            ),
+            Event::WatchdogFired {
+                generation,
+                trigger,
+            } => write!(
+                f,
+                "generation {generation}: {}; starting its replacement",
+                if *trigger {
+                    "WATCHDOG=trigger"
+                } else {
+                    "watchdog timeout (no WATCHDOG=1)"
+                }
+            ),
+            Event::HungAborted {
+                generation,
+                kill_in,
+            } => write!(
+                f,
+                "generation {generation}: hung and its replacement failed: SIGABRT, SIGKILL in {}",
+                dur(*kill_in)
+            ),
+            Event::Reloading { generation } => {
+                write!(f, "generation {generation}: reloading in place")
+            }
+            Event::Reloaded { generation } => write!(f, "generation {generation}: reloaded"),
+            Event::ReloadFailed {
+                generation,
+                timeout,
+            } => write!(
+                f,
+                "generation {generation}: not reloaded within {}",
+                dur(*timeout)
             ),
             Event::HandoffDone { generation } => {
                 write!(f, "handoff to generation {generation} done")

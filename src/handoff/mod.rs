@@ -53,9 +53,24 @@ pub struct Settings {
     pub stop_signal: i32,
     pub restart_on_failure: bool,
     pub track: Track,
+    /// `--watchdog`: the keep-alive interval each generation gets (WATCHDOG_USEC).
+    pub watchdog: Option<Duration>,
+    /// `--reload-signal`: what `ctl reload --in-place` sends to the serving generation.
+    pub reload_signal: Option<i32>,
 }
 
 pub type Waiter = u64;
+
+/// What a watchdog message says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ping {
+    /// WATCHDOG=1: alive.
+    Alive,
+    /// WATCHDOG=trigger: declare itself hung.
+    Trigger,
+    /// WATCHDOG_USEC=: its new interval (0 turns its watchdog off).
+    Interval(Duration),
+}
 
 /// What the executor observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +128,19 @@ pub enum Fact {
         generation: u32,
         text: String,
     },
+    /// WATCHDOG=1, WATCHDOG=trigger or WATCHDOG_USEC=.
+    Watchdog {
+        generation: u32,
+        ping: Ping,
+    },
+    /// RELOADING=1: the generation is reloading in place.
+    Reloading {
+        generation: u32,
+    },
+    /// `ctl reload --in-place`: the serving generation reloads itself (`--reload-signal`).
+    ReloadInPlace {
+        waiter: Option<Waiter>,
+    },
     /// `kill -HUP` (no waiter) or `ctl reload` (a waiter for the answer).
     Trigger {
         waiter: Option<Waiter>,
@@ -168,6 +196,9 @@ pub fn backoff(crashes: u32) -> Duration {
 /// A generation that served at least this long resets the crash count.
 const STABLE: Duration = Duration::from_secs(10);
 
+/// What a hung generation gets (signal(7)), as systemd's watchdog sends it.
+const SIGABRT: i32 = 6;
+
 /// The longest a single EXTEND_TIMEOUT_USEC= may push a readiness deadline.
 pub const MAX_EXTEND: Duration = Duration::from_secs(3600);
 
@@ -188,6 +219,10 @@ pub struct Machine {
     pending: Option<Vec<Waiter>>,
     pub handoffs_done: u32,
     pub handoffs_failed: u32,
+    /// Generations replaced because their watchdog fired.
+    pub watchdog_recoveries: u32,
+    /// Who waits for the in-place reload under way.
+    reload_waiters: Vec<Waiter>,
     shutting_down: bool,
     over: bool,
     first_ready_sent: bool,
@@ -206,6 +241,8 @@ impl Machine {
             pending: None,
             handoffs_done: 0,
             handoffs_failed: 0,
+            watchdog_recoveries: 0,
+            reload_waiters: Vec::new(),
             shutting_down: false,
             over: false,
             first_ready_sent: false,
@@ -244,11 +281,12 @@ impl Machine {
             .map(|g| g.id)
     }
 
-    /// An older generation that serves, which a failed start of `id` falls back to.
+    /// An older generation that serves, which a failed start of `id` falls back to; a hung
+    /// one (its watchdog fired) is none.
     fn older_serving(&self, id: u32) -> Option<u32> {
         self.gens
             .iter()
-            .find(|g| g.id < id && g.state == State::Serving)
+            .find(|g| g.id < id && g.state == State::Serving && !g.hung)
             .map(|g| g.id)
     }
 
@@ -334,6 +372,16 @@ impl Machine {
                     g.status = Some(text);
                 }
             }
+            Fact::Watchdog { generation, ping } => self.watchdog(generation, ping, now, out),
+            Fact::Reloading { generation } => {
+                if let Some(g) = self
+                    .gen_mut(generation)
+                    .filter(|g| g.reload_deadline.is_some())
+                {
+                    g.reloading = true;
+                }
+            }
+            Fact::ReloadInPlace { waiter } => self.reload_in_place(waiter, now, out),
             Fact::Trigger { waiter } => self.trigger(waiter, now, out),
             Fact::Shutdown => self.shutdown(out),
             Fact::Tick => self.tick(now, out),
@@ -364,6 +412,12 @@ impl Machine {
             kill_at: None,
             killed: false,
             status: None,
+            watchdog: self.s.watchdog,
+            watchdog_at: None,
+            last_keepalive: None,
+            hung: false,
+            reload_deadline: None,
+            reloading: false,
         });
         // Triggers queued during the previous start wait for this one.
         self.waiters.extend(self.pending.take().unwrap_or_default());
@@ -406,6 +460,16 @@ impl Machine {
         {
             g.main_gone = true;
             g.main_code = Some(code);
+            if !g.state.live() {
+                // A drained, failed or exited generation's main process ending is news too
+                // (a live one's end is logged when the machine decides what it means).
+                out.push(Action::Log(Event::Ended {
+                    generation: g.id,
+                    pid,
+                    code,
+                    was: g.state,
+                }));
+            }
         } else if let Some(g) = pgrp.and_then(|p| self.gens.iter_mut().find(|g| g.pgid == p)) {
             g.member_code = Some(code);
             out.push(Action::Log(Event::MemberExited {
@@ -469,6 +533,18 @@ impl Machine {
         }
         let stop = self.s.stop_signal;
         let drain = self.s.drain_timeout;
+        // READY=1 after RELOADING=1 ends an in-place reload.
+        if let Some(g) = self
+            .gen_mut(id)
+            .filter(|g| g.state == State::Serving && g.reload_deadline.is_some() && g.reloading)
+        {
+            g.reload_deadline = None;
+            g.reloading = false;
+            let pid = g.main;
+            out.push(Action::Log(Event::Reloaded { generation: id }));
+            self.reply_reload(Ok((id, pid)), out);
+            return;
+        }
         let Some(g) = self
             .gen_mut(id)
             .filter(|g| g.state == State::Starting && g.pgid != 0)
@@ -480,6 +556,7 @@ impl Machine {
         g.ready_deadline = None;
         g.ready_after = None;
         g.probe_at = None;
+        g.watchdog_at = g.watchdog.map(|d| at(now, d));
         let pid = g.main;
         out.push(Action::Log(Event::Ready {
             generation: id,
@@ -497,14 +574,17 @@ impl Machine {
         {
             old.state = State::Draining;
             old.kill_at = Some(at(now, drain));
+            old.watchdog_at = None;
             out.push(Action::Log(Event::Draining {
                 generation: old.id,
                 pid: old.main,
                 kill_in: drain,
+                hung: old.hung,
             }));
+            // A hung generation gets SIGABRT, for a core dump, as systemd's watchdog does.
             out.push(Action::Signal {
                 target: old.target(),
-                sig: stop,
+                sig: if old.hung { SIGABRT } else { stop },
             });
             drained = true;
         }
@@ -519,6 +599,120 @@ impl Machine {
             });
         }
         self.start_pending(now, out);
+    }
+
+    fn watchdog(&mut self, id: u32, ping: Ping, now: Instant, out: &mut Vec<Action>) {
+        let shutting_down = self.shutting_down;
+        let Some(g) = self.gen_mut(id).filter(|g| g.pgid != 0) else {
+            return;
+        };
+        // After a shutdown signal nothing is replaced, so no watchdog deadline is kept.
+        let armed = g.state == State::Serving && !g.hung && !shutting_down;
+        match ping {
+            Ping::Alive => {
+                g.last_keepalive = Some(now);
+                if armed {
+                    g.watchdog_at = g.watchdog.map(|d| at(now, d));
+                }
+            }
+            Ping::Interval(d) => {
+                g.watchdog = (!d.is_zero()).then_some(d);
+                if armed {
+                    g.watchdog_at = g.watchdog.map(|d| at(now, d));
+                }
+            }
+            Ping::Trigger if armed => self.fire_watchdog(id, true, now, out),
+            Ping::Trigger => {}
+        }
+    }
+
+    /// The serving generation is hung: start its replacement; it is killed (SIGABRT first)
+    /// only once the replacement is ready.
+    fn fire_watchdog(&mut self, id: u32, trigger: bool, now: Instant, out: &mut Vec<Action>) {
+        let shutting_down = self.shutting_down;
+        let Some(g) = self.gen_mut(id) else { return };
+        g.watchdog_at = None;
+        if shutting_down {
+            return;
+        }
+        g.hung = true;
+        self.watchdog_recoveries += 1;
+        out.push(Action::Log(Event::WatchdogFired {
+            generation: id,
+            trigger,
+        }));
+        if self.starting().is_none() {
+            self.new_gen(Start::Watchdog, now, out);
+        }
+    }
+
+    /// Hung serving generations whose replacement failed: with nothing to hand over to they
+    /// are stopped (SIGABRT, SIGKILL at the drain deadline), and the restart policy decides.
+    fn abort_hung(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let drain = self.s.drain_timeout;
+        for g in self
+            .gens
+            .iter_mut()
+            .filter(|g| g.state == State::Serving && g.hung)
+        {
+            g.state = State::Draining;
+            g.kill_at = Some(at(now, drain));
+            out.push(Action::Log(Event::HungAborted {
+                generation: g.id,
+                kill_in: drain,
+            }));
+            out.push(Action::Signal {
+                target: g.target(),
+                sig: SIGABRT,
+            });
+        }
+    }
+
+    fn reload_in_place(&mut self, waiter: Option<Waiter>, now: Instant, out: &mut Vec<Action>) {
+        let refuse = |why: &str, out: &mut Vec<Action>| {
+            if let Some(w) = waiter {
+                out.push(Action::Reply {
+                    waiter: w,
+                    result: Err(why.into()),
+                });
+            }
+        };
+        if self.shutting_down || self.over {
+            return refuse("init is shutting down", out);
+        }
+        let Some(sig) = self.s.reload_signal else {
+            return refuse("in-place reloads are off (no --reload-signal)", out);
+        };
+        let timeout = self.s.ready_timeout;
+        let Some(g) = self
+            .gens
+            .iter_mut()
+            .rev()
+            .find(|g| g.state == State::Serving && !g.hung)
+        else {
+            return refuse("no generation is serving", out);
+        };
+        self.reload_waiters.extend(waiter);
+        if g.reload_deadline.is_some() {
+            // One reload at a time: a request during one waits for it.
+            return;
+        }
+        g.reload_deadline = Some(at(now, timeout));
+        g.reloading = false;
+        out.push(Action::Log(Event::Reloading { generation: g.id }));
+        out.push(Action::Signal {
+            target: g.target(),
+            sig,
+        });
+    }
+
+    fn reply_reload(&mut self, result: Result<(u32, i32), String>, out: &mut Vec<Action>) {
+        for w in self.reload_waiters.drain(..) {
+            out.push(Action::Reply {
+                waiter: w,
+                result: result.clone(),
+            });
+        }
     }
 
     fn probe_done(&mut self, id: u32, ok: bool, now: Instant, out: &mut Vec<Action>) {
@@ -636,11 +830,16 @@ impl Machine {
             self.start_pending(now, out);
             return;
         }
-        // Nothing older serves: this was the service.
+        // Nothing older serves: this was the service (or its replacement, while a hung one
+        // still nominally serves: nothing to hand over to, so that one is stopped as well).
         g.state = State::Exited;
         let stable = g.ready_at.is_some_and(|r| now.duration_since(r) >= STABLE);
         let gone = g.gone();
         let target = g.target();
+        if was == State::Starting {
+            self.abort_hung(now, out);
+        }
+        let other_live = other_live && self.gens.iter().any(|o| o.id != id && o.state.live());
         self.last_code = Some(code);
         if stable {
             self.crashes = 0;
@@ -719,6 +918,11 @@ impl Machine {
                 result: Err("init is shutting down".into()),
             });
         }
+        self.reply_reload(Err("init is shutting down".into()), out);
+        for g in &mut self.gens {
+            g.watchdog_at = None;
+            g.reload_deadline = None;
+        }
         // The stop signal reached every generation: no readiness deadline applies any more.
         for g in &mut self.gens {
             g.ready_deadline = None;
@@ -763,6 +967,27 @@ impl Machine {
                         }
                     }
                 }
+                State::Serving => {
+                    if g.reload_deadline.is_some_and(|t| t <= now) {
+                        g.reload_deadline = None;
+                        g.reloading = false;
+                        let why = format!(
+                            "generation {id} not reloaded within {}",
+                            crate::log::dur(timeout)
+                        );
+                        out.push(Action::Log(Event::ReloadFailed {
+                            generation: id,
+                            timeout,
+                        }));
+                        self.reply_reload(Err(why), out);
+                    }
+                    if self
+                        .generation(id)
+                        .is_some_and(|g| g.watchdog_at.is_some_and(|t| t <= now))
+                    {
+                        self.fire_watchdog(id, false, now, out);
+                    }
+                }
                 State::Draining | State::Exited | State::Failed
                     if !g.killed && g.kill_at.is_some_and(|t| t <= now) =>
                 {
@@ -795,6 +1020,15 @@ impl Machine {
         {
             let code = self.generation(id).map_or(0, |g| g.code(track));
             self.lost(id, Why::Exited(code), now, out);
+        }
+        if let Some(g) = self
+            .gens
+            .iter_mut()
+            .find(|g| g.reload_deadline.is_some() && g.state != State::Serving)
+        {
+            g.reload_deadline = None;
+            let why = format!("generation {} stopped serving during its reload", g.id);
+            self.reply_reload(Err(why), out);
         }
         let gone: Vec<u32> = self
             .gens
@@ -831,6 +1065,7 @@ impl Machine {
                 g.ready_after,
                 g.probe_at.filter(|_| !g.probing),
             ],
+            State::Serving => [g.watchdog_at, g.reload_deadline, None],
             State::Draining | State::Exited | State::Failed if !g.killed => [g.kill_at, None, None],
             _ => [None, None, None],
         });

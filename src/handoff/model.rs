@@ -9,6 +9,9 @@ use proptest::prelude::*;
 use proptest::strategy::Strategy;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The in-place reload signal the model configures (SIGUSR1).
+const RELOAD: i32 = 10;
+
 #[derive(Clone, Debug)]
 enum Op {
     Ready(u8),
@@ -23,6 +26,12 @@ enum Op {
     /// A pid file or MAINPID= names some process.
     NamePid(u8, u8, bool),
     Extend(u8, u16),
+    /// WATCHDOG=1 (0), WATCHDOG=trigger (1), WATCHDOG_USEC= (2: a new interval, 3: off).
+    Ping(u8, u8),
+    /// `ctl reload --in-place`, with or without a waiter.
+    ReloadInPlace(bool),
+    /// RELOADING=1 then, later, READY=1 (the Ready op).
+    Reloading(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +46,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), any::<bool>()).prop_map(|(g, ok)| Op::Probe(g, ok)),
         1 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(g, p, f)| Op::NamePid(g, p, f)),
         1 => (any::<u8>(), any::<u16>()).prop_map(|(g, s)| Op::Extend(g, s)),
+        3 => (any::<u8>(), 0u8..4).prop_map(|(g, k)| Op::Ping(g, k)),
+        1 => any::<bool>().prop_map(Op::ReloadInPlace),
+        1 => any::<u8>().prop_map(Op::Reloading),
     ]
 }
 
@@ -49,6 +61,8 @@ struct Setup {
     drain_ms: u64,
     /// Whether the executor has a cgroup per generation (it then knows setsid helpers).
     cgroups: bool,
+    watchdog_ms: Option<u64>,
+    reload_signal: bool,
     /// Per spawn, in order: whether exec fails.
     spawn_fails: Vec<bool>,
     /// Per spawned process, in order: whether it ignores the stop signal.
@@ -70,6 +84,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         any::<bool>(),
         prop::collection::vec(prop::bool::weighted(0.1), 64),
         prop::collection::vec(prop::bool::weighted(0.2), 64),
+        (prop::option::of(200u64..5000), any::<bool>()),
     )
         .prop_map(
             |(
@@ -81,6 +96,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 cgroups,
                 spawn_fails,
                 stubborn,
+                (watchdog_ms, reload_signal),
             )| {
                 Setup {
                     ready,
@@ -89,6 +105,8 @@ fn setup() -> impl Strategy<Value = Setup> {
                     ready_timeout_ms,
                     drain_ms,
                     cgroups,
+                    watchdog_ms,
+                    reload_signal,
                     spawn_fails,
                     stubborn,
                 }
@@ -143,6 +161,8 @@ impl World {
             stop_signal: 15,
             restart_on_failure: s.restart,
             track: s.track,
+            watchdog: s.watchdog_ms.map(Duration::from_millis),
+            reload_signal: s.reload_signal.then_some(RELOAD),
         };
         World {
             s,
@@ -231,11 +251,18 @@ impl World {
                 }
                 Action::Signal { target, sig } => {
                     self.check_target(&target);
+                    if sig == RELOAD {
+                        assert!(
+                            self.s.reload_signal,
+                            "reload signal without --reload-signal"
+                        );
+                        continue;
+                    }
+                    assert!(sig == 15 || sig == 6, "signal {sig}");
                     self.stopped.insert(target.generation);
-                    assert_eq!(sig, 15);
                     for p in self.members(&target) {
                         if !self.procs[p].stubborn {
-                            self.end(p, 143);
+                            self.end(p, 128 + sig as u8);
                         }
                     }
                 }
@@ -287,6 +314,17 @@ impl World {
                     }
                 }
                 Action::Log(e) => {
+                    // A hung generation is never what a failed start falls back to.
+                    if let Event::Failed {
+                        then: Then::Serving(old),
+                        ..
+                    } = &e
+                    {
+                        assert!(
+                            self.m.generation(*old).is_some_and(|g| !g.hung),
+                            "rolled back onto hung generation {old}"
+                        );
+                    }
                     let _ = e.to_string();
                 }
             }
@@ -481,6 +519,32 @@ impl World {
                     }
                 }
             }
+            Op::Ping(sel, kind) => {
+                if let Some(g) = self.pick(sel) {
+                    let ping = match kind {
+                        0 => Ping::Alive,
+                        1 => Ping::Trigger,
+                        2 => Ping::Interval(Duration::from_millis(700)),
+                        _ => Ping::Interval(Duration::ZERO),
+                    };
+                    self.feed(vec![Fact::Watchdog {
+                        generation: g,
+                        ping,
+                    }]);
+                }
+            }
+            Op::ReloadInPlace(wait) => {
+                let waiter = wait.then(|| {
+                    self.next_waiter += 1;
+                    self.next_waiter
+                });
+                self.feed(vec![Fact::ReloadInPlace { waiter }]);
+            }
+            Op::Reloading(sel) => {
+                if let Some(g) = self.pick(sel) {
+                    self.feed(vec![Fact::Reloading { generation: g }]);
+                }
+            }
             Op::Extend(sel, secs) => {
                 if let Some(g) = self.pick(sel) {
                     self.feed(vec![Fact::Extend {
@@ -499,6 +563,13 @@ impl World {
         let gens = self.m.generations();
         let serving = gens.iter().filter(|g| g.state == State::Serving).count();
         assert!(serving <= 1, "{serving} generations serving");
+        for g in gens.iter().filter(|g| g.state == State::Serving) {
+            assert!(
+                g.watchdog_at.is_none_or(|w| w > self.t),
+                "generation {} past its watchdog deadline and not declared hung",
+                g.id
+            );
+        }
         for g in gens {
             let before = self.seen.insert(g.id, g.state);
             if let Some(b) = before {

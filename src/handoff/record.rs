@@ -1,7 +1,7 @@
 //! The generation record: everything about one generation's life, owned by the machine.
 
 use crate::config::Track;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -43,6 +43,8 @@ pub enum Start {
     Handoff,
     /// After a crash (`--restart on-failure`), or a trigger while a restart was waiting.
     Restart,
+    /// The serving generation missed its watchdog keep-alive (or sent WATCHDOG=trigger).
+    Watchdog,
 }
 
 impl Start {
@@ -51,6 +53,7 @@ impl Start {
             Start::First => "first",
             Start::Handoff => "handoff",
             Start::Restart => "restart",
+            Start::Watchdog => "watchdog",
         }
     }
 }
@@ -96,6 +99,17 @@ pub struct Gen {
     pub killed: bool,
     /// The last STATUS= it sent.
     pub status: Option<String>,
+    /// Its watchdog interval (`--watchdog`, or what it set with WATCHDOG_USEC=); None: off.
+    pub watchdog: Option<Duration>,
+    /// Serving with a watchdog: when it is declared hung without a keep-alive (WATCHDOG=1).
+    pub watchdog_at: Option<Instant>,
+    pub last_keepalive: Option<Instant>,
+    /// Declared hung by its watchdog: it is replaced, and gets SIGABRT instead of the stop signal.
+    pub hung: bool,
+    /// An in-place reload (`--reload-signal`) under way: its deadline, and whether RELOADING=1
+    /// has been seen since the signal.
+    pub reload_deadline: Option<Instant>,
+    pub reloading: bool,
 }
 
 impl Gen {

@@ -12,6 +12,8 @@ fn settings(ready: ReadyKind) -> Settings {
         stop_signal: TERM,
         restart_on_failure: false,
         track: Track::Main,
+        watchdog: None,
+        reload_signal: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{Init, env_entry};
 use crate::config::{Ready, Supervise};
-use crate::handoff::{Fact, PidSource};
+use crate::handoff::{Fact, PidSource, Ping};
 use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
 use crate::{control, listen, notify, procs, status};
@@ -149,6 +149,16 @@ impl Init {
         }
         for r in requests {
             match r {
+                control::Request::Reload {
+                    client,
+                    in_place: true,
+                    ..
+                } => {
+                    info!("control: in-place reload requested");
+                    self.apply(Fact::ReloadInPlace {
+                        waiter: Some(client),
+                    });
+                }
                 control::Request::Reload { client, .. } => {
                     info!("control: reload requested");
                     self.apply(Fact::Trigger {
@@ -191,11 +201,33 @@ impl Init {
                 by: Duration::from_micros(us),
             });
         }
+        if let Some(us) = m.watchdog_usec {
+            // A day at most: the interval is the service's to choose, not a way to park a
+            // deadline where Instant arithmetic overflows.
+            let every = Duration::from_micros(us).min(Duration::from_secs(86_400));
+            self.apply(Fact::Watchdog {
+                generation,
+                ping: Ping::Interval(every),
+            });
+        }
+        if m.watchdog_alive {
+            self.apply(Fact::Watchdog {
+                generation,
+                ping: Ping::Alive,
+            });
+        }
+        if m.watchdog_trigger {
+            self.apply(Fact::Watchdog {
+                generation,
+                ping: Ping::Trigger,
+            });
+        }
         if m.stopping {
             info!("generation {generation}: stopping (STOPPING=1)");
         }
         if m.reloading {
             info!("generation {generation}: reloading (RELOADING=1)");
+            self.apply(Fact::Reloading { generation });
         }
         if m.ready {
             self.apply(Fact::Ready { generation });
@@ -272,7 +304,7 @@ impl Init {
                 terminal: spawn::Terminal::Detach,
                 env: &self.env,
                 extra_env,
-                listen_pid: false,
+                pid_vars: &[],
                 listen_fds: &[],
                 cgroup: None,
             };
