@@ -91,6 +91,13 @@ fn valid_name(n: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The accept queue of a held socket: the kernel's maximum, net.core.somaxconn. listen(2)
+/// caps any larger value at it, and -1 is the largest (the kernel compares it unsigned). Not
+/// libc's SOMAXCONN, which is 128 for musl (4096 for glibc): while generations change, nobody
+/// accepts for a moment, and a burst of clients beyond 128 would be dropped and retry their
+/// SYN a second later.
+const BACKLOG: Backlog = Backlog::MAXALLOWABLE;
+
 /// A socket init holds.
 #[derive(Debug)]
 pub struct Listener {
@@ -110,7 +117,7 @@ impl Listener {
         if !self.stream || socket::getsockopt(&self.fd, sockopt::AcceptConn).unwrap_or(true) {
             return false;
         }
-        socket::listen(&self.fd, Backlog::MAXCONN).is_ok()
+        socket::listen(&self.fd, BACKLOG).is_ok()
     }
 }
 
@@ -233,7 +240,7 @@ fn bind(spec: &Spec) -> Result<Listener, Error> {
         unlink,
     };
     if l.stream {
-        socket::listen(&l.fd, Backlog::MAXCONN).map_err(|e| fail("listen on", e))?;
+        socket::listen(&l.fd, BACKLOG).map_err(|e| fail("listen on", e))?;
     }
     l.url = local_url(&l.fd, l.stream).unwrap_or_else(|| show(&spec.addr));
     if let Some(high) = sys::dup_at_least(&l.fd, HIGH_FD) {

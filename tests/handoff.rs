@@ -1035,3 +1035,80 @@ fn a_non_root_init_keeps_its_sockets_under_tmp_and_ctl_finds_them() {
         "{status:?}"
     );
 }
+
+/// The accept queue of a held socket is the kernel's maximum (net.core.somaxconn), when it is
+/// bound and when init listens again after a generation shut it down: while generations change
+/// nobody accepts for a moment, and libc's SOMAXCONN (128 for musl) would drop a burst of
+/// clients. In a private network namespace, so somaxconn can be set to a value no libc has.
+#[test]
+fn held_sockets_queue_up_to_somaxconn_also_after_a_repair() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let rt = dir.path("rt");
+    let go = dir.path("go");
+    // Generation 1, once told to, breaks the shared socket with shutdown(2) and crashes;
+    // generation 2 serves.
+    let svc = dir.script(
+        "svc.sh",
+        &format!(
+            "#!/bin/sh\n\
+         if [ \"$HANDOFF_GENERATION\" = 1 ]; then\n\
+         while [ ! -e {go} ]; do sleep 0.01; done\n\
+         python3 -c 'import socket; socket.socket(fileno=3).shutdown(socket.SHUT_RDWR)'\n\
+         exit 1\n\
+         fi\n\
+         exec sleep 1000\n",
+            go = go.display()
+        ),
+    );
+    let init = Init::start_in(
+        dir,
+        &[
+            "--runtime-dir",
+            rt.to_str().unwrap(),
+            "--listen",
+            "tcp://0.0.0.0:8080",
+            "--restart",
+            "on-failure",
+            "--",
+            svc.to_str().unwrap(),
+        ],
+        Opts {
+            shell_prefix: Some(
+                "exec unshare --net sh -c 'echo 6000 > /proc/sys/net/core/somaxconn && exec \"$@\"'",
+            ),
+            ..Opts::default()
+        },
+    );
+    let netns = format!("--net=/proc/{}/ns/net", init.pid());
+    // ss shows a listener's accept queue limit (sk_max_ack_backlog) as its Send-Q.
+    let backlog = || {
+        let out = Command::new("nsenter")
+            .args([netns.as_str(), "ss", "-Hltn", "sport = :8080"])
+            .output()
+            .expect("nsenter and ss");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(2)
+            .map(String::from)
+    };
+    wait_until("generation 1 running", || !init.find("svc.sh").is_empty());
+    assert_eq!(
+        backlog().as_deref(),
+        Some("6000"),
+        "as bound\n{}",
+        init.logs()
+    );
+    fs::write(&go, "").unwrap();
+    init.wait_for_output("listener tcp-8080 was shut down by a generation; listening again");
+    init.wait_for_output("generation 2");
+    wait_until("generation 2 running", || {
+        !init.find("sleep 1000").is_empty()
+    });
+    assert_eq!(
+        backlog().as_deref(),
+        Some("6000"),
+        "repaired\n{}",
+        init.logs()
+    );
+}
