@@ -1,0 +1,322 @@
+//! What goes beyond a restart: the watchdog that replaces a hung generation by a handoff, the
+//! stop delay for load balancers, in-place reloads. The real binary as PID 1 in a fresh PID
+//! namespace, under client load where a generation should serve.
+
+mod common;
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/sup.rs"]
+mod sup;
+
+use common::*;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use sup::*;
+
+macro_rules! need_unshare {
+    () => {
+        if !can_unshare() {
+            return;
+        }
+    };
+}
+
+/// start.sh: generation 1 runs the service with `gen1`, generation 2 with `gen2`, every later
+/// one plainly.
+fn script(dir: &TempDir, gen1: &str, gen2: &str) -> PathBuf {
+    dir.script(
+        "start.sh",
+        &format!(
+            "#!/bin/sh\ncase \"$HANDOFF_GENERATION\" in\n  1) exec {SVC} http {gen1};;\n  2) exec {SVC} http {gen2};;\nesac\nexec {SVC} http\n"
+        ),
+    )
+}
+
+fn sup_with(dir: &TempDir, args: &[&str], gen1: &str, gen2: &str) -> Sup {
+    let start = script(dir, gen1, gen2);
+    let mut all = vec!["--listen", "tcp://127.0.0.1:0"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--", start.to_str().unwrap()]);
+    Sup::start(&all, true)
+}
+
+/// A generation that stops sending WATCHDOG=1 is replaced by a handoff: its replacement
+/// serves before the hung one is touched, clients see no failure, and the hung one gets
+/// SIGABRT (status 134, the core-dump signal, as systemd sends).
+#[test]
+fn a_generation_that_misses_its_keepalive_is_replaced_with_no_failed_request() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let mut sup = sup_with(&dir, &["--watchdog", "1s"], "--hang-after 1500", "");
+    sup.wait_serving(1);
+    let status = sup.status();
+    assert!(status.contains("watchdog 1s"), "{status}");
+    let load = busy(sup.addr(), 8, 50);
+    sup.init
+        .wait_for_output("watchdog timeout (no WATCHDOG=1); starting its replacement");
+    sup.init
+        .wait_for_output("generation 1: ended with status 134");
+    let logs = sup.init.logs();
+    assert!(logs.contains("watchdog: starting generation 2"), "{logs}");
+    assert!(logs.contains("generation 1: hung: SIGABRT"), "{logs}");
+    // SIGABRT only once generation 2 was ready.
+    let ready = logs.find("generation 2: ready").expect("gen 2 ready");
+    let abort = logs.find("generation 1: hung: SIGABRT").unwrap();
+    assert!(ready < abort, "{logs}");
+    assert!(load.wait_until(DEADLINE, |p| p.ok_from_gen(2) > 20));
+    no_failed_request(load, 2);
+    let json = sup.ctl(&["status", "--json"]).1;
+    assert!(json.contains("\"watchdog_recoveries\":1,"), "{json}");
+    assert!(json.contains("\"handoffs_failed\":0,"), "{json}");
+    // The replacement keeps its keep-alives going: no second recovery.
+    assert!(!sup.init.logs().contains("generation 2: watchdog"));
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
+
+/// WATCHDOG=trigger asks for the recovery at once, long before the interval ends.
+#[test]
+fn watchdog_trigger_replaces_the_generation_at_once() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let mut sup = sup_with(
+        &dir,
+        &["--watchdog", "10min"],
+        "--hang-after 300 --watchdog-trigger",
+        "",
+    );
+    sup.wait_serving(1);
+    let load = busy(sup.addr(), 4, 20);
+    sup.init
+        .wait_for_output("generation 1: WATCHDOG=trigger; starting its replacement");
+    sup.init
+        .wait_for_output("generation 1: ended with status 134");
+    sup.wait_serving(2);
+    assert!(load.wait_until(DEADLINE, |p| p.ok_from_gen(2) > 10));
+    no_failed_request(load, 2);
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
+
+/// Nothing to hand over to: the hung generation's replacement fails to start, so the hung one
+/// is aborted and `--restart` brings the service back.
+#[test]
+fn a_hung_generation_whose_replacement_fails_is_restarted() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let mut sup = sup_with(
+        &dir,
+        &["--watchdog", "1s", "--restart", "on-failure"],
+        "--hang-after 500",
+        "--fail-start",
+    );
+    sup.wait_serving(1);
+    sup.init
+        .wait_for_output("generation 1: hung and its replacement failed: SIGABRT");
+    sup.wait_serving(3);
+    let logs = sup.init.logs();
+    assert!(
+        logs.contains("generation 2 failed: exited with status"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("generation 1: ended with status 134"),
+        "{logs}"
+    );
+    assert!(get(sup.addr(), "/").contains("gen=3"));
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
+
+fn switches(pid: i32) -> u64 {
+    ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+        .iter()
+        .map(|k| status_field(pid, k).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The supervisor, idle: no wake-up at all without a watchdog; with one, a wake-up per
+/// keep-alive the service sends (every half interval), no polling timer of its own.
+#[test]
+fn the_watchdog_wakes_init_only_for_keepalives() {
+    need_unshare!();
+    let idle = Sup::start(&["--listen", "tcp://127.0.0.1:0", "--", SVC, "http"], true);
+    idle.wait_serving(1);
+    let pid = idle.init.pid();
+    wait_until("init asleep", || state(pid) == Some('S'));
+    let before = switches(pid);
+    // A measurement window, not a wait for a condition: init must not wake at all in it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(switches(pid) - before, 0, "idle supervisor woke up");
+
+    let watched = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--watchdog",
+            "2s",
+            "--",
+            SVC,
+            "http",
+        ],
+        true,
+    );
+    watched.wait_serving(1);
+    let pid = watched.init.pid();
+    wait_until("init asleep", || state(pid) == Some('S'));
+    let before = switches(pid);
+    std::thread::sleep(Duration::from_secs(4));
+    let woke = switches(pid) - before;
+    // 4 keep-alives in 4 s (one per second); allow for scheduling, not for a poll loop.
+    assert!(
+        woke <= 12,
+        "init woke {woke} times in 4 s with --watchdog 2s"
+    );
+    assert!(woke >= 2, "no keep-alive reached init ({woke} wake-ups)");
+}
+
+/// With --stop-delay everything keeps serving after the first SIGTERM, then stops as usual.
+#[test]
+fn stop_delay_keeps_serving_then_drains() {
+    need_unshare!();
+    let mut sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--stop-delay",
+            "2s",
+            "--",
+            SVC,
+            "http",
+        ],
+        true,
+    );
+    sup.wait_serving(1);
+    let addr = sup.addr();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    request(&mut conn, "/");
+    let sent = Instant::now();
+    sup.init.signal(libc::SIGTERM);
+    sup.init.wait_for_output("(--stop-delay), then stopping");
+    // Served on a kept-alive connection and on new ones until the service gets SIGTERM.
+    let mut served = 0;
+    while !sup.init.logs().contains("got SIGTERM") {
+        assert!(get(addr, "/").contains("gen=1"));
+        assert!(request(&mut conn, "/").contains("gen=1"));
+        served += 1;
+        assert!(sent.elapsed() < DEADLINE, "{}", sup.init.logs());
+    }
+    let held = sent.elapsed();
+    assert!(
+        held >= Duration::from_secs(2),
+        "service stopped after {held:?}"
+    );
+    assert!(served > 0);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    let logs = sup.init.logs();
+    assert_eq!(logs.matches("got SIGTERM").count(), 1, "{logs}");
+}
+
+/// A second SIGTERM (or a SIGINT) ends the delay at once.
+#[test]
+fn a_second_sigterm_skips_the_stop_delay() {
+    need_unshare!();
+    for second in [libc::SIGTERM, libc::SIGINT] {
+        let mut sup = Sup::start(
+            &[
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--stop-delay",
+                "10min",
+                "--grace",
+                "20min",
+                "--",
+                SVC,
+                "http",
+            ],
+            true,
+        );
+        sup.wait_serving(1);
+        sup.init.signal(libc::SIGTERM);
+        sup.init.wait_for_output("(--stop-delay), then stopping");
+        assert!(get(sup.addr(), "/").contains("gen=1"));
+        sup.init.signal(second);
+        sup.init.wait_for_output("got SIG");
+        // Well within the test's deadline, far below the 10-minute delay.
+        let code = sup.init.wait_exit();
+        let logs = sup.init.logs();
+        assert_eq!(code, 0, "{logs}");
+        assert_eq!(logs.matches("got SIG").count(), 1, "{logs}");
+    }
+}
+
+/// --stop-delay must fit inside --grace: refused at start, exit 2, nothing started.
+#[test]
+fn stop_delay_longer_than_grace_is_a_usage_error() {
+    let out = std::process::Command::new(INIT)
+        .args(["--stop-delay", "20s", "--grace", "10s", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--stop-delay must be shorter than --grace"),
+        "{err}"
+    );
+}
+
+/// `ctl reload --in-place` sends --reload-signal to the serving generation and waits for
+/// RELOADING=1 then READY=1; a service that never answers times out and keeps serving.
+#[test]
+fn in_place_reload_reports_ok_and_timeout() {
+    need_unshare!();
+    let dir = TempDir::new();
+    let mut sup = sup_with(
+        &dir,
+        &["--reload-signal", "USR1", "--ready-timeout", "1s"],
+        "",
+        "--no-reload",
+    );
+    sup.wait_serving(1);
+    let load = busy(sup.addr(), 4, 20);
+    let (code, out) = sup.ctl(&["reload", "--in-place"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: generation 1 serving, pid "), "{out}");
+    let logs = sup.init.logs();
+    assert!(logs.contains("generation 1: reloaded"), "{logs}");
+    assert!(
+        logs.contains("testsvc") && logs.contains("got SIGUSR1"),
+        "{logs}"
+    );
+    // Generation 2 ignores the reload signal.
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = sup.ctl(&["reload", "--in-place"]);
+    assert_eq!(code, 1, "{out}");
+    sup.init
+        .wait_for_output("generation 2: not reloaded within 1s");
+    let (code, json) = sup.ctl(&["reload", "--in-place", "--json"]);
+    assert_eq!(code, 1, "{json}");
+    assert!(json.starts_with("{\"ok\":false"), "{json}");
+    // Still serving: no failed request, generation 2 answers.
+    assert!(load.wait_until(DEADLINE, |p| p.ok_from_gen(2) > 10));
+    no_failed_request(load, 2);
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
+
+/// Without --reload-signal an in-place reload is refused, clearly, and nothing changes.
+#[test]
+fn in_place_reload_without_a_reload_signal_is_refused() {
+    need_unshare!();
+    let mut sup = Sup::start(&["--listen", "tcp://127.0.0.1:0", "--", SVC, "http"], true);
+    sup.wait_serving(1);
+    let (code, out) = sup.ctl(&["reload", "--in-place"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--reload-signal"), "{out}");
+    assert!(get(sup.addr(), "/").contains("gen=1"));
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
