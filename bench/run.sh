@@ -51,12 +51,12 @@ testsvc=""
 if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
     target=x86_64-unknown-linux-musl
     log "building handoff-init and handoff-testsvc (release, $target)"
-    if ! cargo build --quiet --release --target "$target" --bin handoff-init --bin handoff-testsvc; then
+    if ! cargo build --quiet --release --target "$target" --workspace --bin handoff-init --bin handoff-testsvc; then
         # The test service only serves the restart figure and need not be static: if it does not
         # build for musl, build it for the host and say so, but handoff-init itself must be static.
         log "WARNING: handoff-testsvc did not build for $target; building it for the host target"
         cargo build --quiet --release --target "$target" --bin handoff-init
-        cargo build --quiet --release --bin handoff-testsvc
+        cargo build --quiet --release -p handoff-testsvc
         testsvc="$root/target/release/handoff-testsvc"
     fi
 else
@@ -65,7 +65,7 @@ else
     target=x86_64-unknown-linux-gnu
     log "no musl target: building handoff-init static with glibc (crt-static, $target)"
     RUSTFLAGS='-C target-feature=+crt-static' \
-        cargo build --quiet --release --target "$target" --bin handoff-init --bin handoff-testsvc
+        cargo build --quiet --release --target "$target" --workspace --bin handoff-init --bin handoff-testsvc
 fi
 bin_dir="$root/target/$target/release"
 testsvc=${testsvc:-$bin_dir/handoff-testsvc}

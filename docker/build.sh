@@ -37,7 +37,7 @@ cargo_static() {
     if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
         local errlog="$here/build/cargo-musl-$bin.log"
         mkdir -p "$here/build"
-        if (cd "$root" && cargo build --quiet --release --target x86_64-unknown-linux-musl --bin "$bin" >&2 2>"$errlog"); then
+        if (cd "$root" && cargo build --quiet --release --target x86_64-unknown-linux-musl --workspace --bin "$bin" >&2 2>"$errlog"); then
             echo "$dir/x86_64-unknown-linux-musl/release/$bin"
             return
         fi
@@ -45,7 +45,7 @@ cargo_static() {
             "falling back to a static glibc build"
     fi
     (cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-        cargo build --quiet --release --target x86_64-unknown-linux-gnu --bin "$bin" >&2) ||
+        cargo build --quiet --release --target x86_64-unknown-linux-gnu --workspace --bin "$bin" >&2) ||
         die "cargo build --bin $bin failed"
     echo "$dir/x86_64-unknown-linux-gnu/release/$bin"
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bins=(--bin handoff-init)
-[ "${1:-}" = "--all" ] && bins+=(--bin handoff-testsvc)
+[ "${1:-}" = "--all" ] && bins+=(--workspace --bin handoff-testsvc)
 if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
     target=x86_64-unknown-linux-musl
     cargo build -q --release --target "$target" "${bins[@]}"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
-cargo build -q --bins
+cargo build -q --workspace --bins
 port=${PORT:-8080}
 work=$(mktemp -d)
 ctl() { target/debug/handoff-init ctl "$@" --control "$work/rt/control.sock"; }

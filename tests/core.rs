@@ -641,7 +641,7 @@ fn terminal_foreground_group_is_the_commands_and_ctrl_c_reaches_it() {
     let svc = descendants(script.0.id() as i32)
         .into_iter()
         .find(|&p| {
-            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(SVC))
+            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(&**SVC))
         })
         .expect("service pid");
     let (_, _, pgrp, _, tpgid) = stat(svc).unwrap();

@@ -2,6 +2,7 @@
 //! the test service's own LISTEN_FDS and drain behaviour, without handoff-init: the test holds
 //! the listening socket itself, the way the init does.
 
+mod common;
 #[path = "support/load.rs"]
 mod load;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use load::{ConnMode, LoadConfig};
 
-const TESTSVC: &str = env!("CARGO_BIN_EXE_handoff-testsvc");
+use common::SVC as TESTSVC;
 /// Generous: the machine may be loaded and the service is a debug build.
 const DEADLINE: Duration = Duration::from_secs(30);
 

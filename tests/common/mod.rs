@@ -4,14 +4,104 @@
 //! test leaves behind, even when it fails.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const INIT: &str = env!("CARGO_BIN_EXE_handoff-init");
-pub const SVC: &str = env!("CARGO_BIN_EXE_handoff-testsvc");
+/// The binary under test: this package's handoff-init, or $HANDOFF_TEST_INIT (scripts/test-arch.sh
+/// sets it to the aarch64 build, which runs under qemu-user through binfmt_misc).
+pub static INIT: &Bin = &INIT_BIN;
+/// The test service, package handoff-testsvc (a workspace member, so that `cargo install`
+/// leaves it out): $HANDOFF_TEST_SVC, or built here once per test binary by `cargo build -p
+/// handoff-testsvc` with the profile and target of handoff-init, next to it.
+pub static SVC: &Bin = &SVC_BIN;
+
+static INIT_BIN: Bin = Bin(LazyLock::new(|| {
+    from_env("HANDOFF_TEST_INIT").unwrap_or_else(|| env!("CARGO_BIN_EXE_handoff-init").into())
+}));
+static SVC_BIN: Bin = Bin(LazyLock::new(|| {
+    from_env("HANDOFF_TEST_SVC").unwrap_or_else(build_testsvc)
+}));
+
+/// The path of a binary, found on first use; reads as a `&str` (`&["--", SVC]`, `{SVC}`).
+pub struct Bin(LazyLock<String>);
+
+impl std::ops::Deref for Bin {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+impl std::fmt::Display for Bin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+impl std::fmt::Debug for Bin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+impl AsRef<OsStr> for Bin {
+    fn as_ref(&self) -> &OsStr {
+        OsStr::new(&**self)
+    }
+}
+impl AsRef<Path> for Bin {
+    fn as_ref(&self) -> &Path {
+        Path::new(&**self)
+    }
+}
+
+fn from_env(var: &str) -> Option<String> {
+    let path = std::env::var(var).ok().filter(|p| !p.is_empty())?;
+    assert!(Path::new(&path).is_file(), "{var}={path}: no such file");
+    Some(path)
+}
+
+/// `cargo build -p handoff-testsvc` into the directory of this handoff-init
+/// (`TARGET_DIR[/TRIPLE]/PROFILE_DIR`), so the service matches the build under test; returns its
+/// path. Cargo is quick when the service is up to date.
+fn build_testsvc() -> String {
+    let init = Path::new(env!("CARGO_BIN_EXE_handoff-init"));
+    let out = init.parent().expect("bin dir");
+    let profile_dir = out
+        .file_name()
+        .and_then(OsStr::to_str)
+        .expect("profile dir");
+    let above = out.parent().expect("target dir");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "handoff-testsvc",
+        "--bin",
+        "handoff-testsvc",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.arg("--profile").arg(match profile_dir {
+        "debug" => "dev",
+        other => other,
+    });
+    if above.join("CACHEDIR.TAG").exists() {
+        cmd.arg("--target-dir").arg(above);
+    } else {
+        let triple = above.file_name().expect("target triple");
+        cmd.arg("--target").arg(triple);
+        cmd.arg("--target-dir")
+            .arg(above.parent().expect("target dir"));
+    }
+    let status = cmd.status().expect("run cargo build -p handoff-testsvc");
+    assert!(status.success(), "cargo build -p handoff-testsvc: {status}");
+    let svc = out.join("handoff-testsvc");
+    assert!(svc.is_file(), "{} was not built", svc.display());
+    svc.to_str().expect("UTF-8 path").to_string()
+}
 
 /// Generous: these tests must pass on a loaded 2-core machine. Waits end as soon as the
 /// condition holds, so this costs nothing when things work.
