@@ -13,21 +13,38 @@ import argparse
 import datetime
 import json
 import os
+import pickle
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-HELPERS = OUT / "bin"
-UNSHARE = ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc"]
+import handoff_cost
+from common import (
+    HELPERS,
+    OUT,
+    ROOT,
+    STEP_DEADLINE_S,
+    UNSHARE,
+    Broken,
+    accepts,
+    children,
+    comm,
+    free_port,
+    http_get,
+    http_ok,
+    log,
+    percentile,
+    stop,
+    wait_until,
+)
+
 
 # Repetitions (the "N" of every median, written into the report).
 IDLE_ROUNDS = 3  # RSS and idle wake-ups: fresh inits per round, all inits side by side
@@ -48,11 +65,9 @@ HANDOFF_THREADS = 4
 # "No slower than the best peer": differences inside this band are measurement noise.
 NOISE_BAND = {"startup": 0.05, "reaping": 0.10}
 
-STEP_DEADLINE_S = 10.0  # any single "wait until X" below gives up after this
 
-
-class Broken(Exception):
-    """The measurement itself failed: the run must exit non-zero."""
+class Replot(Exception):
+    """--replot: skip the measurements."""
 
 
 @dataclass
@@ -76,42 +91,11 @@ class Report:
     signal: dict = field(default_factory=dict)
     pitfall: list = field(default_factory=list)
     handoff: dict = field(default_factory=dict)
-
-
-def log(msg):
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    cost: dict = field(default_factory=dict)
 
 
 def kib(n):
     return n / 1024.0
-
-
-def wait_until(what, cond, deadline_s=STEP_DEADLINE_S, interval_s=0.002):
-    """Polls cond() until it returns a truthy value; raises Broken after the deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise Broken(f"timed out after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
 
 
 def proc_fields(path, keys):
@@ -126,34 +110,6 @@ def proc_fields(path, keys):
     if missing:
         raise Broken(f"{path}: no {', '.join(sorted(missing))}")
     return found
-
-
-def stop(proc, pid_to_signal=None, sig=signal.SIGTERM, deadline_s=STEP_DEADLINE_S):
-    """Signals pid_to_signal (default: proc) and waits for proc; SIGKILLs past the deadline.
-    Returns True when it exited by itself."""
-    try:
-        os.kill(pid_to_signal or proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=deadline_s)
-        return True
-    except subprocess.TimeoutExpired:
-        if pid_to_signal:
-            try:
-                os.kill(pid_to_signal, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.kill()
-        proc.wait()
-        return False
-
-
-def percentile(values, p):
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
-    return s[k]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,29 +402,6 @@ def measure_pitfall(rows, rounds):
 # 8. Restarts under load: handoff-init's handoff vs stop-and-start under each peer
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(port):
-    """The whole response to GET /, or b"" when the request fails."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-            return data
-    except OSError:
-        return b""
-
-
-def http_ok(port):
-    return http_get(port).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
-
-
 def handoff_supported(hi, testsvc):
     """Why the handoff figure cannot run, or None when it can."""
     help_text = subprocess.run([hi, "--help"], capture_output=True, text=True).stdout
@@ -547,14 +480,6 @@ def restart_run(init, testsvc, handoff, ready_arg):
         "series_ok": data["ok"],
         "series_fail": data["fail"],
     }
-
-
-def accepts(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def measure_handoff(inits, hi_init, testsvc, ready_arg):
@@ -780,6 +705,7 @@ def markdown(rep, hi, inits, targets, quick):
         L.append("")
         L.append("![errors over time](img/handoff.png)")
     L.append("")
+    L += handoff_cost.markdown(rep.cost)
     L.append("## Targets")
     L.append("")
     L.append("| target | verdict | measured |")
@@ -941,7 +867,10 @@ def plots(rep, hi, inits, img):
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     data = [rep.reaping[n]["all_ms"] or [0] for n in names]
-    bp = ax.boxplot(data, labels=names, patch_artist=True)
+    try:
+        bp = ax.boxplot(data, tick_labels=names, patch_artist=True)
+    except TypeError:  # matplotlib before 3.9
+        bp = ax.boxplot(data, labels=names, patch_artist=True)
     for patch, c in zip(bp["boxes"], colors):
         patch.set_facecolor(c)
         patch.set_alpha(0.6)
@@ -998,6 +927,115 @@ def plots(rep, hi, inits, img):
 # ---------------------------------------------------------------------------------------------
 
 
+README_BEGIN = "<!-- the peers table: written by bench/run.sh, not by hand -->"
+README_END = "<!-- end of the peers table -->"
+
+
+def readme_table(rep, hi, peers):
+    """The README's comparison with the peers, from this run's figures."""
+    size = {r["name"]: r for r in rep.sizes}
+    idle, st, sg = rep.idle, rep.startup, rep.signal
+    cost = rep.cost
+    ver = rep.machine["peers"]
+
+    def k(name):
+        return f"{kib(size[name]['bytes']):.1f} KiB"
+
+    cols = {"handoff-init": [hi], "tini": ["tini-static", "tini"], "dumb-init": ["dumb-init"], "catatonit": ["catatonit"]}
+    wrap = textwrap.TextWrapper(width=100, break_long_words=False, break_on_hyphens=False).fill
+    L = [
+        README_BEGIN,
+        wrap("Rows for handoff-init's behaviour are what its tests assert; the figures are from one run of `bench/run.sh` "
+        f"({rep.machine['date']}, as root; it installs the Debian packages tini {ver['tini'].split('-')[0]}, "
+        f"dumb-init {ver['dumb-init'].split('-')[0]}, catatonit {ver['catatonit'].split('-')[0]} and measures all four "
+        f"side by side; {rep.machine['nproc']} cores, load average {rep.machine['loadavg']} at the start — the full "
+        "report, spreads and plots are in [docs/BENCHMARKS.md](docs/BENCHMARKS.md))."),
+        "",
+        "| | handoff-init | tini | dumb-init | catatonit |",
+        "|---|---|---|---|---|",
+        "| forwards to the whole process group by default | yes | no (`-g`) | yes | no (`-g`) |",
+        "| `INIT -- sh start.sh` (no exec): the service finishes its graceful shutdown on SIGTERM | yes | no | no (sees "
+        "SIGTERM, killed mid-clean-up when PID 1 exits) | no |",
+        "| waits for the rest of the tree, SIGKILL at a grace deadline | yes | no | no | no |",
+    ]
+
+    def row(label, cell):
+        L.append(f"| {label} | " + " | ".join(cell(col, names) for col, names in cols.items()) + " |")
+
+    row("idle wake-ups in 10 s", lambda c, n: f"{idle[n[-1]]['wakeups']:g}")
+
+    def binary(c, n):
+        if c == "tini":
+            return f"{k('tini-static')} (tini-static)"
+        if not size[n[0]]["static"]:
+            return f"— ({kib(size[n[0]]['bytes']):.0f} KiB dynamic)"
+        return k(n[0])
+
+    row("static binary", binary)
+
+    def both(fmt, dyn=False):
+        def cell(c, n):
+            if c == "tini":
+                return f"{fmt('tini-static')} static, {fmt('tini')}" + (" dynamic" if dyn else "")
+            return fmt(n[0])
+
+        return cell
+
+    row("resident memory, child sleeping (VmRSS)", both(lambda n: f"{idle[n]['vmrss_kib']:g} KiB", dyn=True))
+    row(f"`INIT -- /bin/true` (median of {st[hi]['n']})", both(lambda n: f"{st[n]['median_ms']:.2f} ms"))
+    row(
+        "SIGTERM forwarding latency p50 / p99",
+        lambda c, n: f"{sg[n[0]]['p50_us']:.0f} / {sg[n[0]]['p99_us']:.0f} µs" + (" static" if c == "tini" else ""),
+    )
+    if not rep.handoff.get("na"):
+        res = rep.handoff["results"]
+        row(
+            f"{HANDOFF_RESTARTS} restarts under load",
+            lambda c, n: f"{res[n[0]]['failed']} failed requests (handoff)" if c == "handoff-init" else f"{res[n[0]]['failed']} failed (stop and start)",
+        )
+    if cost:
+        runs = {(r["clients"], r["mode"]): r for r in cost["latency"]["runs"]}
+        r16, k16 = runs.get((16, "close")), runs.get((16, "keepalive"))
+
+        def lat(c, n):
+            if c != "handoff-init":
+                return "— (a restart is downtime)"
+            q, qk = handoff_cost.ratio(r16), handoff_cost.ratio(k16)
+            return (
+                f"×{q:.2f} ({handoff_cost.ms(r16['window']['p99_us'])} vs {handoff_cost.ms(r16['steady']['p99_us'])} ms) new connections, "
+                f"×{qk:.2f} keep-alive"
+            )
+
+        row("p99 latency in a handoff's window / steady, 16 clients", lat)
+        slow = {r["name"]: r for r in cost["slow"]}
+        row(
+            f"restart of a service {handoff_cost.SLOW_READY_S:g} s to ready: downtime per restart, failed requests in "
+            f"{cost['slow'][0]['restarts']} restarts",
+            lambda c, n: f"{slow[n[-1]]['gap_ms']:.0f} ms, {slow[n[-1]]['failed']} failed" + (" (handoff)" if c == "handoff-init" else ""),
+        )
+    L.append("")
+    pss = ", ".join(f"{n} {idle[n]['pss_kib']:g} KiB" for n in ("tini", "dumb-init") if not size[n]["static"])
+    L.append(wrap(
+        f"Dynamic peers share libc pages, so their proportional set size is lower ({pss} Pss, handoff-init "
+        f"{idle[hi]['pss_kib']:g} KiB). Reaping a burst of {REAP_ORPHANS:,} orphans as PID 1 took "
+        f"{min(rep.reaping[n]['min_ms'] for n in rep.reaping if rep.reaping[n]['min_ms'] is not None) / 1e3:.2f}–"
+        f"{max(rep.reaping[n]['max_ms'] for n in rep.reaping if rep.reaping[n]['max_ms'] is not None) / 1e3:.1f} s "
+        f"for every init in that run (fastest of {REAP_ROUNDS} bursts: "
+        + ", ".join(f"{n} {rep.reaping[n]['min_ms']:.0f} ms" for n in sorted(rep.reaping, key=lambda n: rep.reaping[n]['min_ms'] or 1e9))
+        + "); the spread is the machine's, wider than the differences between inits (see the report)."
+    ))
+    L.append(README_END)
+    return "\n".join(L)
+
+
+def write_readme_table(path, block):
+    text = path.read_text()
+    a, b = text.find(README_BEGIN), text.find(README_END)
+    if a < 0 or b < a:
+        raise SystemExit(f"bench: {path} has no {README_BEGIN!r} … {README_END!r} markers")
+    path.write_text(text[:a] + block + text[b + len(README_END) :])
+
+
 def main():
     global IDLE_ROUNDS, STARTUP_RUNS, STARTUP_WARMUP, STARTUP_ROUNDS, REAP_ROUNDS, SIGNAL_TRIALS, PITFALL_ROUNDS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1008,12 +1046,21 @@ def main():
     ap.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--img", default=str(ROOT / "docs" / "img"))
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, for development")
+    ap.add_argument("--python", default="python3", help="the Python that has gunicorn and uvicorn")
+    ap.add_argument("--replot", action="store_true", help="report and plots again from the last run's bench/out/run.pickle")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"), help="README whose peers table is rewritten")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (PID namespaces)")
     if args.quick:
         IDLE_ROUNDS, STARTUP_RUNS, STARTUP_WARMUP, STARTUP_ROUNDS = 1, 50, 5, 2
         REAP_ROUNDS, SIGNAL_TRIALS, PITFALL_ROUNDS = 2, 40, 1
+        handoff_cost.quick()
+    # 10 000 idle keep-alive connections need as many fds in the client and in the service.
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     hi_name = "handoff-init"
     hi = Init(hi_name, [args.handoff_init], args.handoff_init, peer=False)
@@ -1037,7 +1084,12 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     rep = Report()
     started = time.monotonic()
+    if args.replot:
+        rep, took = pickle.loads((OUT / "run.pickle").read_bytes())
+        started -= took
     try:
+        if args.replot:
+            raise Replot
         rep.machine = machine_info(args.command)
         rep.sizes = measure_sizes(inits)
         rep.idle = measure_idle(inits, IDLE_ROUNDS)
@@ -1047,17 +1099,27 @@ def main():
         rep.pitfall = measure_pitfall(pitfall_rows, PITFALL_ROUNDS)
         ready_arg = args.ready.split() if args.ready else []
         rep.handoff = measure_handoff(inits, hi, args.testsvc, ready_arg)
+        rep.cost = handoff_cost.measure_all(hi, peers, args.testsvc, args.python)
     except Broken as e:
         print(f"bench: measurement broke: {e}", file=sys.stderr)
         return 1
-    with open("/proc/loadavg") as f:
-        rep.machine["loadavg_end"] = " ".join(f.read().split()[:3])
+    except Replot:
+        pass
+    else:
+        with open("/proc/loadavg") as f:
+            rep.machine["loadavg_end"] = " ".join(f.read().split()[:3])
+        (OUT / "run.pickle").write_bytes(pickle.dumps((rep, time.monotonic() - started)))
     targets = evaluate_targets(rep, hi_name, [p.name for p in peers])
-    (OUT / "results.json").write_text(json.dumps(rep.__dict__, indent=1, default=str))
+    targets += handoff_cost.targets(rep.cost, f"{rep.machine['loadavg']} / {rep.machine['loadavg_end']}")
+    saved = dict(rep.__dict__, cost=handoff_cost.json_safe(rep.cost))
+    (OUT / "results.json").write_text(json.dumps(saved, indent=1, default=str))
     plots(rep, hi_name, inits, Path(args.img))
+    handoff_cost.plots(rep.cost, Path(args.img))
     text = markdown(rep, hi, inits, targets, args.quick)
     text += f"\nThe whole run took {time.monotonic() - started:.0f} s.\n"
     Path(args.doc).write_text(text)
+    if not args.quick:
+        write_readme_table(Path(args.readme), readme_table(rep, hi_name, [p.name for p in peers]))
     print(text)
     return 0
 

@@ -4,10 +4,10 @@
 #   sudo bench/run.sh            (or bench/run.sh as root)
 #   sudo bench/run.sh --quick    fewer repetitions, for development; not for the published numbers
 #
-# Installs what is missing (the peers and tools from Debian packages; matplotlib from pip when
-# the Debian package is not available), builds handoff-init static and the C helpers under
+# Installs what is missing (the peers and tools from Debian packages; matplotlib, gunicorn and
+# uvicorn from pip), builds handoff-init static and the C helpers under
 # bench/helpers/, then runs bench/bench.py, which prints the report and writes
-# docs/BENCHMARKS.md and docs/img/*.png. About 6 minutes on 2 cores.
+# docs/BENCHMARKS.md and docs/img/*.png. About 8 minutes on 2 cores.
 # Exits non-zero when a measurement breaks; timings themselves are never asserted.
 set -euo pipefail
 
@@ -28,22 +28,24 @@ need_pkgs=()
 for pair in tini:/usr/bin/tini tini:/usr/bin/tini-static dumb-init:/usr/bin/dumb-init \
     catatonit:/usr/bin/catatonit hyperfine:/usr/bin/hyperfine gcc:/usr/bin/gcc \
     libc6-dev:/usr/lib/x86_64-linux-gnu/libc.a file:/usr/bin/file util-linux:/usr/bin/unshare \
-    python3:/usr/bin/python3; do
+    python3:/usr/bin/python3 strace:/usr/bin/strace; do
     [ -e "${pair#*:}" ] || need_pkgs+=("${pair%%:*}")
 done
-py=/usr/bin/python3
-if ! { [ -x "$py" ] && "$py" -c 'import matplotlib' 2>/dev/null; }; then
-    need_pkgs+=(python3-matplotlib)
-fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing: ${need_pkgs[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-if ! "$py" -c 'import matplotlib' 2>/dev/null; then
-    # No Debian matplotlib (another distribution, or a trimmed mirror): fall back to pip.
-    py=$(command -v python3)
-    "$py" -c 'import matplotlib' 2>/dev/null || "$py" -m pip install --quiet matplotlib
+# One Python for the driver and the real servers: the python3 on PATH (the one scripts/setup.sh
+# gives gunicorn), with matplotlib for the plots and uvicorn from PyPI.
+py=$(python3 -c "import sys; print(sys.executable)")
+need_pip=()
+for mod in matplotlib numpy gunicorn uvicorn; do
+    "$py" -c "import $mod" 2>/dev/null || need_pip+=("$mod")
+done
+if [ ${#need_pip[@]} -gt 0 ]; then
+    log "pip install: ${need_pip[*]}"
+    "$py" -m pip install --quiet --root-user-action=ignore "${need_pip[@]}"
 fi
 
 # --- handoff-init, static ---------------------------------------------------------------------
@@ -72,7 +74,7 @@ testsvc=${testsvc:-$bin_dir/handoff-testsvc}
 
 # --- the C helpers (static: small mappings keep 10 000 forked copies cheap) ----------------------
 mkdir -p bench/out/bin
-for h in sigchild reapburst sigbench loadgen; do
+for h in sigchild reapburst sigbench loadgen latgen kaidle; do
     gcc -O2 -Wall -Wextra -Werror -static -D_GNU_SOURCE -o "bench/out/bin/$h" "bench/helpers/$h.c" -lpthread
 done
 
@@ -83,4 +85,5 @@ exec nice -n -10 "$py" bench/bench.py \
     --handoff-init "$bin_dir/handoff-init" \
     --testsvc "$testsvc" \
     --command "$command_line" \
+    --python "$py" \
     "$@"
