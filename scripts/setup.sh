@@ -29,4 +29,10 @@ fi
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -q x86_64-unknown-linux-musl; then
     rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || echo "setup: musl target unavailable; static builds use glibc"
 fi
+# cargo-fuzz for the short fuzzing pass in scripts/test.sh (scripts/fuzz.sh), where the nightly
+# toolchain it needs is installed; without one that pass is skipped.
+if cargo +nightly --version >/dev/null 2>&1 && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "setup: cargo install cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz
+fi
 echo "setup: ok"

@@ -7,5 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo test --all-targets
+# The fuzz corpus replayed through its targets (stable), then a few seconds of fuzzing per target
+# where nightly and cargo-fuzz are installed (docs/FUZZING.md).
+cargo test --manifest-path fuzz/Cargo.toml
+scripts/fuzz.sh --smoke
 docker/k8s/check.sh
 docker/e2e.sh

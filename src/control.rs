@@ -30,6 +30,27 @@ pub enum Request {
     },
 }
 
+/// What a request line asks for, before it is tied to a connection.
+#[derive(Debug, PartialEq)]
+pub enum Ask {
+    Reload { json: bool, in_place: bool },
+    Status { json: bool },
+}
+
+/// Parses one request line (without its newline); None for an unknown request. Pure, so the
+/// fuzz target `control_request` reaches it.
+pub fn parse_request(line: &str) -> Option<Ask> {
+    let json = line.ends_with(" json");
+    match line.split_whitespace().next()? {
+        "reload" => Some(Ask::Reload {
+            json,
+            in_place: line.split_whitespace().any(|w| w == "in-place"),
+        }),
+        "status" => Some(Ask::Status { json }),
+        _ => None,
+    }
+}
+
 struct Client {
     id: u64,
     stream: UnixStream,
@@ -125,16 +146,20 @@ impl Server {
             if let Some(end) = c.buf.iter().position(|&b| b == b'\n') {
                 let line = String::from_utf8_lossy(&c.buf[..end]).trim().to_string();
                 c.busy = true;
-                let json = line.ends_with(" json");
-                c.json = json;
-                match line.split_whitespace().next() {
-                    Some("reload") => out.push(Request::Reload {
-                        client: c.id,
-                        json,
-                        in_place: line.split_whitespace().any(|w| w == "in-place"),
-                    }),
-                    Some("status") => out.push(Request::Status { client: c.id, json }),
-                    _ => {
+                match parse_request(&line) {
+                    Some(Ask::Reload { json, in_place }) => {
+                        c.json = json;
+                        out.push(Request::Reload {
+                            client: c.id,
+                            json,
+                            in_place,
+                        });
+                    }
+                    Some(Ask::Status { json }) => {
+                        c.json = json;
+                        out.push(Request::Status { client: c.id, json });
+                    }
+                    None => {
                         c.stream.set_nonblocking(false).ok();
                         writeln!(
                             c.stream,

@@ -638,10 +638,5 @@ impl Init {
 }
 
 fn read_pidfile(path: &std::path::Path) -> Option<i32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|&p: &i32| p > 1)
+    procs::parse_pid(&std::fs::read(path).ok()?)
 }

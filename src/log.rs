@@ -71,8 +71,9 @@ pub fn dur(d: std::time::Duration) -> String {
     } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
+        // 1.999 s rounds to "2.00": trim the zeros and then the point, or it shows as "2.s".
         let s = format!("{:.2}", d.as_secs_f64());
-        format!("{}s", s.trim_end_matches('0'))
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 
@@ -86,5 +87,22 @@ impl fmt::Display for Sender {
             0 => f.write_str("outside the PID namespace"),
             pid => write!(f, "pid {pid}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dur;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_for_people() {
+        assert_eq!(dur(Duration::from_millis(500)), "500ms");
+        assert_eq!(dur(Duration::from_secs(8)), "8s");
+        assert_eq!(dur(Duration::from_millis(1600)), "1.6s");
+        assert_eq!(dur(Duration::from_millis(7990)), "7.99s");
+        // Found by the `duration` fuzz target: these round up to a whole second.
+        assert_eq!(dur(Duration::from_millis(1999)), "2s");
+        assert_eq!(dur(Duration::from_micros(9_999_900)), "10s");
     }
 }

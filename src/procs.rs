@@ -46,6 +46,16 @@ pub fn unreaped_in_group(pgid: i32) -> bool {
     matches!(sys::peek_ended(Some(pgid)), Ok(Some(_)))
 }
 
+/// A pid file's content: a decimal pid above 1 (1 is init itself), with surrounding whitespace.
+pub fn parse_pid(text: &[u8]) -> Option<i32> {
+    std::str::from_utf8(text)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&p: &i32| p > 1)
+}
+
 /// Whether `pid` is a live process (not a zombie).
 pub fn alive(pid: i32) -> bool {
     pid > 0 && stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
