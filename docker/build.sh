@@ -2,7 +2,8 @@
 # Builds the images the Docker end-to-end tests run (docker/e2e.sh), from local files only: the
 # engine here cannot pull base images, so every image is FROM scratch plus static binaries.
 #
-#   handoff-init-test:local    /sbin/handoff-init as ENTRYPOINT, busybox, handoff-testsvc, /app/*.sh
+#   handoff-init-test:local    /sbin/handoff-init as ENTRYPOINT, busybox, handoff-testsvc,
+#                              handoff-loadclient (docker/loadclient), /app/*.sh
 #   handoff-init-test:noinit   the same files, ENTRYPOINT the start script itself (sh is PID 1)
 #   handoff-init-test:example  the final stage of Dockerfile.example, rebuilt from the same files
 #
@@ -10,7 +11,8 @@
 # context only when their content changed (so mtimes stay put), and docker reuses cached layers.
 #
 # Environment:
-#   HANDOFF_INIT_BIN / HANDOFF_TESTSVC_BIN  use these prebuilt static binaries instead of cargo
+#   HANDOFF_INIT_BIN / HANDOFF_TESTSVC_BIN / HANDOFF_LOADCLIENT_BIN
+#                                            use these prebuilt static binaries instead of cargo
 #   BUSYBOX                                  static busybox to install (default /bin/busybox)
 #   IMAGE_REPO                               image name (default handoff-init-test)
 set -euo pipefail
@@ -29,22 +31,24 @@ is_static() {
     ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'
 }
 
-# cargo_static BIN: builds BIN as a static binary and prints its path. musl is the target of
-# record; when that target is not installed or BIN does not build for it, glibc with crt-static
-# gives a static binary too (neither program resolves names through NSS).
+# cargo_static BIN [CRATE]: builds BIN of the crate in CRATE (default: the repository) as a
+# static binary and prints its path. musl is the target of record; when that target is not
+# installed or BIN does not build for it, glibc with crt-static gives a static binary too (no
+# program here resolves names through NSS: the load client has its own DNS client).
 cargo_static() {
-    local bin=$1 dir=${CARGO_TARGET_DIR:-$root/target}
+    local bin=$1 crate=${2:-$root}
+    local dir=${CARGO_TARGET_DIR:-$crate/target}
     if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
         local errlog="$here/build/cargo-musl-$bin.log"
         mkdir -p "$here/build"
-        if (cd "$root" && cargo build --quiet --release --target x86_64-unknown-linux-musl --workspace --bin "$bin" >&2 2>"$errlog"); then
+        if (cd "$crate" && cargo build --quiet --release --target x86_64-unknown-linux-musl --workspace --bin "$bin" >&2 2>"$errlog"); then
             echo "$dir/x86_64-unknown-linux-musl/release/$bin"
             return
         fi
         log "warning: $bin does not build for musl ($(grep -m1 '^error' "$errlog"); see $errlog);" \
             "falling back to a static glibc build"
     fi
-    (cd "$root" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    (cd "$crate" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
         cargo build --quiet --release --target x86_64-unknown-linux-gnu --workspace --bin "$bin" >&2) ||
         die "cargo build --bin $bin failed"
     echo "$dir/x86_64-unknown-linux-gnu/release/$bin"
@@ -53,6 +57,7 @@ cargo_static() {
 build_binaries() {
     init_bin=${HANDOFF_INIT_BIN:-$(cargo_static handoff-init)} || exit 1
     testsvc_bin=${HANDOFF_TESTSVC_BIN:-$(cargo_static handoff-testsvc)} || exit 1
+    loadclient_bin=${HANDOFF_LOADCLIENT_BIN:-$(cargo_static handoff-loadclient "$here/loadclient")} || exit 1
 }
 
 # put SRC DEST [MODE]: copy only when the content differs, so an unchanged file keeps its mtime and
@@ -112,7 +117,7 @@ main() {
     check_example_in_sync
     build_binaries
     local bin
-    for bin in "$init_bin" "$testsvc_bin"; do
+    for bin in "$init_bin" "$testsvc_bin" "$loadclient_bin"; do
         [[ -x $bin ]] || die "missing binary $bin"
         is_static "$bin" || die "$bin is dynamically linked; a FROM scratch image cannot run it"
     done
@@ -124,6 +129,7 @@ main() {
     busybox_into "$rootfs"
     put "$init_bin" "$rootfs/sbin/handoff-init"
     put "$testsvc_bin" "$rootfs/usr/local/bin/handoff-testsvc"
+    put "$loadclient_bin" "$rootfs/usr/local/bin/handoff-loadclient"
     local f
     for f in "$here"/app/*; do put "$f" "$rootfs/app/$(basename "$f")"; done
     # Drop scripts that were removed from docker/app/.

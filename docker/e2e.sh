@@ -420,12 +420,193 @@ case_e() {
     expect_lt "example image stop time (ms)" "$t" 5000 || return 1
 }
 
+# ---- f. A rolling update on a real orchestrator: Docker Swarm, built into the engine.
+
+swarm_lock=/tmp/handoff-init-e2e-swarm.lock
+swarm_ours=0 swarm_net="" swarm_gwbridge_existed=1
+swarm_services=()
+
+# swarm_tasks SERVICE [docker ps ARGS]: the IDs of SERVICE's task containers.
+swarm_tasks() { docker ps -q --filter "label=com.docker.swarm.service.name=$1" "${@:2}"; }
+
+# swarm_rolled SERVICE OLD...: every old task has exited and 2 other tasks are healthy.
+swarm_rolled() {
+    local svc=$1 id
+    shift
+    for id in "$@"; do is_stopped "$id" || return 1; done
+    (($(swarm_tasks "$svc" --filter health=healthy | grep -cvxF -f <(printf '%s\n' "$@")) == 2))
+}
+
+# swarm_service NAME ENTRYPOINT-ARGS...: 2 replicas on the case's overlay network, DNS round robin
+# (this kernel has no IP_VS, which the default VIP mode needs), local image, new task first.
+swarm_service() {
+    local name=$1
+    shift
+    swarm_services+=("$name")
+    docker service create --detach --quiet --name "$name" --network "$swarm_net" --replicas 2 \
+        --endpoint-mode dnsrr --no-resolve-image --constraint "node.id==$swarm_node" \
+        --update-order start-first --update-parallelism 1 --update-delay 0s --update-monitor 1s \
+        --health-cmd 'wget -q -O /dev/null http://127.0.0.1:8080/healthz' --health-interval 1s \
+        --health-timeout 3s --health-retries 3 "$@" >/dev/null || fail "docker service create $name" || return 1
+    wait_until 120 "2 tasks of $name are healthy" swarm_rolled "$name" || return 1
+}
+
+# The load client (docker/loadclient) in a container on the same network: it resolves the
+# service's name for every connection, as a client of a dnsrr service does.
+swarm_load_start() {
+    run_detached "$1" --network "$swarm_net" --entrypoint /usr/local/bin/handoff-loadclient "$repo:local" \
+        --target "$2:8080" --clients 4 --delay 20 --stop-file /tmp/stop --status-file /tmp/status --seconds 600
+}
+
+# swarm_load_reached NAME MIN_OK [GEN]: MIN_OK requests answered, the newest by generation GEN.
+swarm_load_reached() {
+    local requests failures _addrs gen
+    read -r requests failures _addrs gen <<<"$(docker exec "$1" cat /tmp/status)" || return 1
+    ((requests - failures >= $2 && gen >= ${3:-0}))
+}
+swarm_load_ok() {
+    local requests failures rest
+    read -r requests failures rest <<<"$(docker exec "$1" cat /tmp/status)" && echo $((requests - failures))
+}
+
+# swarm_load_stop NAME: stops the load client; its line "requests=N failed=M …" in $load_result.
+swarm_load_stop() {
+    watched=""
+    docker exec "$1" touch /tmp/stop || fail "stop the load client" || return 1
+    wait_until 30 "the load client ends" is_stopped "$1" || return 1
+    load_result=$(docker logs "$1" 2>/dev/null | tail -1)
+    [[ $load_result =~ ^requests=([0-9]+)\ failed=([0-9]+) ]] || fail "load client said: $load_result" || return 1
+    requests=${BASH_REMATCH[1]} failures=${BASH_REMATCH[2]}
+    # Its first failures, if any, on stderr.
+    docker logs "$1" 2>&1 >/dev/null | head -5 | sed 's/^/      | /'
+}
+
+# swarm_update SERVICE LOADER WHAT [ARGS]: docker service update --force under load; checks the
+# failed requests ($want_failed, unless empty), the old tasks' exit codes ($want_exit) and logs
+# (each of $want_logs in them, $want_no_log not).
+swarm_update() {
+    local svc=$1 loader=$2 what=$3 old id ok logs code
+    shift 3
+    mapfile -t old < <(swarm_tasks "$svc")
+    ((${#old[@]} == 2)) || fail "$svc has ${#old[@]} tasks, want 2" || return 1
+    swarm_load_start "$loader" "$svc" || return 1
+    wait_until 30 "the load runs" swarm_load_reached "$loader" 50 || return 1
+    docker service update --detach --quiet --force "$@" "$svc" >/dev/null || fail "docker service update $svc" || return 1
+    wait_until 180 "both tasks of $svc are replaced" swarm_rolled "$svc" "${old[@]}" || return 1
+    ok=$(swarm_load_ok "$loader")
+    wait_until 30 "the new tasks serve the load" swarm_load_reached "$loader" $((ok + 50)) || return 1
+    swarm_load_stop "$loader" || return 1
+    say "    $what: $load_result"
+    record "$what" "$requests requests, $failures failed"
+    [[ -z $want_failed ]] || expect_eq "failed requests during $what" "$failures" "$want_failed" || return 1
+    local want
+    for id in "${old[@]}"; do
+        code=$(exit_code "$id") logs=$(docker logs "$id" 2>&1)
+        say "    old task $id: exit $code"
+        expect_eq "exit code of old task $id" "$code" "$want_exit" || return 1
+        for want in ${want_logs[@]+"${want_logs[@]}"}; do
+            expect_contains "logs of old task $id" "$logs" "$want" || return 1
+        done
+        [[ -z $want_no_log ]] || expect_lacks "logs of old task $id" "$logs" "$want_no_log" || return 1
+    done
+    record "$what: old tasks" "exit $want_exit"
+}
+
+# shellcheck disable=SC2317  # invoked by the case's trap
+cleanup_f() {
+    local s deadline=$(($(now_ms) + 60000))
+    for s in ${swarm_services[@]+"${swarm_services[@]}"}; do docker service rm "$s" >/dev/null 2>&1; done
+    # The engine removes a removed service's containers by itself, a moment later: wait for that,
+    # so no container keeps the network or the images.
+    for s in ${swarm_services[@]+"${swarm_services[@]}"}; do
+        while [[ -n $(docker ps -aq --filter "label=com.docker.swarm.service.name=$s") ]] && (($(now_ms) < deadline)); do
+            sleep 0.2
+        done
+    done
+    local ids
+    mapfile -t ids < <(docker ps -aq --filter "name=^$prefix-f-" 2>/dev/null)
+    ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1
+    if [[ -n $swarm_net ]]; then
+        until docker network rm "$swarm_net" >/dev/null 2>&1 || (($(now_ms) >= deadline)); do sleep 0.2; done
+    fi
+    if ((swarm_ours)); then
+        docker swarm leave --force >/dev/null 2>&1 || say "    warning: docker swarm leave --force failed"
+        ((swarm_gwbridge_existed)) || docker network rm docker_gwbridge >/dev/null 2>&1
+    fi
+}
+
+case_f() {
+    if ! init_has_listen; then
+        say "    SKIP: handoff-init --help does not mention --listen (handoff not built in yet)"
+        return 77
+    fi
+    trap "exit 130" INT
+    trap "exit 143" TERM
+    # One swarm per engine: concurrent runs of this case take turns.
+    exec 9>>"$swarm_lock"
+    flock -w 600 9 || fail "another run held $swarm_lock for 10 minutes" || return 1
+    local state
+    state=$(docker info -f '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}')
+    case $state in
+    "inactive false")
+        docker network inspect docker_gwbridge >/dev/null 2>&1 || swarm_gwbridge_existed=0
+        docker swarm init --advertise-addr 127.0.0.1 >/dev/null || fail "docker swarm init" || return 1
+        swarm_ours=1
+        ;;
+    # A swarm of the machine's own: used as it is (services pinned to this node), never left.
+    "active true") say "    using this engine's swarm as it is (it is not left afterwards)" ;;
+    *) fail "the engine's swarm state is '$state': want inactive, or active as a manager" || return 1 ;;
+    esac
+    swarm_node=$(docker info -f '{{.Swarm.NodeID}}')
+    swarm_net=$(cname net)
+    docker network create --driver overlay --attachable "$swarm_net" >/dev/null || fail "docker network create" || return 1
+
+    # The example image: HANDOFF_GRACE=20s, and 2s of --stop-delay (counted within it) so a client
+    # that resolved the task's address just before the engine removed it from DNS is still served.
+    # Both fit in --stop-grace-period 30s, as Kubernetes' terminationGracePeriodSeconds.
+    local svc
+    svc=$(cname web)
+    swarm_service "$svc" --stop-grace-period 30s --env HANDOFF_STOP_DELAY=2s "$repo:example" || return 1
+    # Both halves of a graceful stop in every old task: init's SIGTERM line, the service's drain.
+    want_failed=0 want_exit=0 want_logs=("received SIGTERM" "graceful shutdown complete") want_no_log=""
+    swarm_update "$svc" "$(cname load-update)" "swarm: service update --force under load" || return 1
+
+    # The in-pod (in-task) handoff: ctl reload in every task under load, same tasks.
+    local id loader tasks out ok
+    loader=$(cname load-reload)
+    mapfile -t tasks < <(swarm_tasks "$svc")
+    swarm_load_start "$loader" "$svc" || return 1
+    wait_until 30 "the load runs" swarm_load_reached "$loader" 50 || return 1
+    for id in "${tasks[@]}"; do
+        out=$(docker exec "$id" /sbin/handoff-init ctl reload 2>&1) || fail "ctl reload in $id: $out" || return 1
+        say "    task $id: ctl reload: $out"
+    done
+    ok=$(swarm_load_ok "$loader")
+    wait_until 30 "generation 2 serves the load" swarm_load_reached "$loader" $((ok + 50)) 2 || return 1
+    swarm_load_stop "$loader" || return 1
+    say "    swarm: ctl reload in every task under load: $load_result"
+    record "swarm: ctl reload in every task under load" "$requests requests, $failures failed"
+    expect_eq "failed requests during ctl reload in every task" "$failures" 0 || return 1
+    [[ $load_result == *"gens=1-2" ]] || fail "generations that answered: $load_result" || return 1
+
+    # Control: the same service without handoff-init, sh start.sh as PID 1. The kernel drops
+    # SIGTERM for a PID 1 without a handler, so the engine SIGKILLs each old task at its
+    # --stop-grace-period (3 s here, so the control does not take a minute).
+    local plain
+    plain=$(cname plain)
+    swarm_service "$plain" --stop-grace-period 3s --entrypoint /app/start-http.sh "$repo:noinit" || return 1
+    # Its failed requests are reported, not asserted: they depend on what is in flight at the SIGKILL.
+    want_failed="" want_exit=137 want_logs=() want_no_log="graceful shutdown complete"
+    swarm_update "$plain" "$(cname load-plain)" "control: sh start.sh as PID 1, service update --force" || return 1
+}
+
 declare -A titles=(
     [a]="seed pitfall: start script without exec/trap; stop times and exit codes"
     [b]="zombies: 200 orphans reaped"
     [c]="docker run -t: the service owns the terminal; Ctrl-C"
     [d]="service ignoring SIGTERM: --grace vs docker stop -t"
     [e]="zero-downtime handoff under load (docker kill -s HUP, ctl reload)"
+    [f]="Docker Swarm: rolling update (service update --force) and ctl reload in every task"
 )
 
 run_case() {
@@ -437,6 +618,8 @@ run_case() {
         # shellcheck disable=SC2317  # invoked by the trap
         cleanup_case() {
             local ids
+            # A case's own clean-up first (services before their containers and networks).
+            ! declare -F "cleanup_$case_id" >/dev/null || "cleanup_$case_id"
             mapfile -t ids < <(docker ps -aq --filter "name=^$prefix-$case_id-" 2>/dev/null)
             ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1
             ((${#summary[@]} == 0)) || printf '%s\n' "${summary[@]}" >"$work/summary-$case_id"
@@ -472,7 +655,7 @@ main() {
         exit 0
     fi
     local cases=("$@") id
-    ((${#cases[@]})) || cases=(a b c d e)
+    ((${#cases[@]})) || cases=(a b c d e f)
     for id in "${cases[@]}"; do
         [[ -n ${titles[$id]:-} ]] || { say "unknown case '$id' (cases: ${!titles[*]})"; say "0 passed, 1 failed"; exit 2; }
     done
