@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (the real binary as PID 1 in fresh PID
-# namespaces), the load client's tests, shellcheck (warnings and errors) on every script, the offline check of the
-# Kubernetes manifests and, when a Docker engine answers (required when HANDOFF_REQUIRE_DOCKER=1,
-# as in CI), the end-to-end container cases.
+# namespaces), the fuzz corpus, the load client's tests, shellcheck (warnings and errors) on every
+# script, the offline check of the Kubernetes manifests and, when a Docker engine answers (required
+# when HANDOFF_REQUIRE_DOCKER=1, as in CI), the end-to-end container cases.
 # Needs root (unshare --pid). Installs what it needs through scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
