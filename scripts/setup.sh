@@ -8,6 +8,9 @@ command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The aarch64 release binary: its linker, and qemu-user to test it (scripts/test-arch.sh).
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need_apt+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need_apt+=(qemu-user-static)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -35,5 +38,9 @@ fi
 if cargo +nightly --version >/dev/null 2>&1 && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "setup: cargo install cargo-fuzz"
     cargo install --locked --quiet cargo-fuzz
+fi
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx aarch64-unknown-linux-musl; then
+    echo "setup: rustup target add aarch64-unknown-linux-musl"
+    rustup target add aarch64-unknown-linux-musl >/dev/null
 fi
 echo "setup: ok"

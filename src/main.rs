@@ -27,7 +27,13 @@ fn main() -> ExitCode {
         Ok(cli::Parsed::Ctl(args)) => return ExitCode::from(control::client(&args)),
         Ok(cli::Parsed::Help) => return print(cli::HELP),
         Ok(cli::Parsed::Version) => {
-            return print(concat!("handoff-init ", env!("CARGO_PKG_VERSION"), "\n"));
+            return print(concat!(
+                "handoff-init ",
+                env!("CARGO_PKG_VERSION"),
+                " (commit ",
+                env!("HANDOFF_COMMIT"),
+                ")\n"
+            ));
         }
         Err(msg) => {
             log::write(format_args!("{msg} (try --help)"));

@@ -132,6 +132,10 @@ const FORWARDED: &[(i32, &str)] = &[
     (libc::SIGTRAP, "SIGTRAP"),
 ];
 
+/// Under qemu-user (7.2) a SEGV, BUS, FPE or ILL sent with kill(2) never reaches the emulated
+/// init: qemu takes these host signals for faults of its own.
+const QEMU_FAULTS: &[i32] = &[libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL];
+
 /// start.sh: one service in the background, one exec'd in the foreground, same process group.
 fn two_services(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let (r1, r2) = (dir.path("r1"), dir.path("r2"));
@@ -155,6 +159,9 @@ fn every_forwardable_signal_reaches_every_process_of_the_group() {
     wait_report(&r1, "waiting");
     wait_report(&r2, "waiting");
     for &(sig, name) in FORWARDED {
+        if emulated() && QEMU_FAULTS.contains(&sig) {
+            continue;
+        }
         init.signal(sig);
         let line = format!("got {name}");
         wait_report(&r1, &line);
@@ -374,7 +381,7 @@ fn bad_input_is_one_line_exit_2_and_starts_nothing() {
 #[test]
 fn shutdown_reaches_processes_that_left_the_group_and_waits_for_them() {
     need_unshare!();
-    for pid1 in [true, false] {
+    for &pid1 in pid1_variants() {
         let dir = TempDir::new();
         let (ready, cleaned) = (dir.path("ready"), dir.path("cleaned"));
         let start = dir.script(
@@ -449,7 +456,7 @@ fn command_that_ignores_sigterm_is_killed_at_the_deadline_exit_137() {
 #[test]
 fn when_the_command_exits_leftovers_get_sigterm_and_init_waits() {
     need_unshare!();
-    for pid1 in [true, false] {
+    for &pid1 in pid1_variants() {
         let dir = TempDir::new();
         let report = dir.path("r");
         let start = dir.script(
@@ -641,7 +648,9 @@ fn terminal_foreground_group_is_the_commands_and_ctrl_c_reaches_it() {
     let svc = descendants(script.0.id() as i32)
         .into_iter()
         .find(|&p| {
-            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(&**SVC))
+            // argv[0], or argv[1] under qemu-user, whose interpreter comes first.
+            fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.split('\0').take(2).any(|a| a == &**SVC))
         })
         .expect("service pid");
     let (_, _, pgrp, _, tpgid) = stat(svc).unwrap();

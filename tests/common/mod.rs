@@ -57,6 +57,18 @@ impl AsRef<Path> for Bin {
     }
 }
 
+/// Whether the binaries under test run under qemu-user (scripts/test-arch.sh sets
+/// HANDOFF_TEST_EMULATED=1). What emulation cannot do is left out where it is, saying why.
+pub fn emulated() -> bool {
+    std::env::var_os("HANDOFF_TEST_EMULATED").is_some_and(|v| v == "1")
+}
+
+/// The ways to run init in tests that cover both: as PID 1 and as a plain child subreaper. Only
+/// as PID 1 under qemu-user (7.2 answers prctl(PR_SET_CHILD_SUBREAPER) with EINVAL).
+pub fn pid1_variants() -> &'static [bool] {
+    if emulated() { &[true] } else { &[true, false] }
+}
+
 fn from_env(var: &str) -> Option<String> {
     let path = std::env::var(var).ok().filter(|p| !p.is_empty())?;
     assert!(Path::new(&path).is_file(), "{var}={path}: no such file");
