@@ -31,6 +31,9 @@ pub struct Cli {
     pub single_child: bool,
     pub verbose: u8,
     pub quiet: u8,
+    /// The level `-v`/`-q` move from, when tini's or dumb-init's environment sets one
+    /// (`compat`); else warn in plain mode, info with the supervisor.
+    pub base_level: Option<crate::log::Level>,
     pub listen: Vec<String>,
     pub ready: Option<String>,
     pub ready_timeout: Option<String>,
@@ -58,6 +61,8 @@ pub enum Parsed {
     Ctl(Vec<String>),
     Help,
     Version,
+    /// tini's `-l`.
+    License,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,6 +96,7 @@ enum Opt {
     Ignored,
     Help,
     Version,
+    License,
 }
 
 /// (long name, short letter, takes a value, option). The environment variable is HANDOFF_ + the
@@ -127,6 +133,7 @@ const OPTIONS: &[(&str, char, bool, Opt)] = &[
     ("", 'g', false, Opt::Ignored),
     ("help", 'h', false, Opt::Help),
     ("version", 'V', false, Opt::Version),
+    ("", 'l', false, Opt::License),
 ];
 
 pub const HELP: &str = "\
@@ -152,6 +159,9 @@ Options (each also from the environment as HANDOFF_<NAME>, e.g. HANDOFF_GRACE=5s
   -v, --verbose                 more log lines (repeat for more; HANDOFF_VERBOSE=N)
   -q, --quiet                   fewer log lines (repeat for errors only; HANDOFF_QUIET=N)
   -s, -g                        accepted for tini compatibility (always on)
+  -l                            the license (tini's -l)
+  Also read: DUMB_INIT_SETSID=0 (= -c), DUMB_INIT_DEBUG=1 (= -vv), TINI_VERBOSITY=0..4,
+  TINI_SUBREAPER, TINI_KILL_PROCESS_GROUP (accepted: always on)
 
 Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, control socket):
       --listen [NAME=]URL       hold a listening socket for init's whole life and pass it to every
@@ -261,6 +271,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         return Err("missing COMMAND: usage is handoff-init [OPTIONS] -- COMMAND [ARG]...".into());
     }
     from_env(&mut cli, &given, |k| std::env::var(k).ok())?;
+    crate::compat::from_env(&mut cli, |k| std::env::var(k).ok())?;
     Ok(Parsed::Run(Box::new(cli)))
 }
 
@@ -305,6 +316,7 @@ fn apply(cli: &mut Cli, opt: Opt, value: Option<String>) -> Option<Parsed> {
         Opt::Ignored => {}
         Opt::Help => return Some(Parsed::Help),
         Opt::Version => return Some(Parsed::Version),
+        Opt::License => return Some(Parsed::License),
     }
     None
 }
@@ -316,7 +328,10 @@ fn from_env(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
     for &(long, _, takes, opt) in OPTIONS {
-        if long.is_empty() || given.contains(&opt) || matches!(opt, Opt::Help | Opt::Version) {
+        if long.is_empty()
+            || given.contains(&opt)
+            || matches!(opt, Opt::Help | Opt::Version | Opt::License)
+        {
             continue;
         }
         let var = format!("HANDOFF_{}", long.to_ascii_uppercase().replace('-', "_"));
@@ -415,6 +430,7 @@ mod tests {
     fn help_and_version() {
         assert!(matches!(parse(["--help".into()]), Ok(Parsed::Help)));
         assert!(matches!(parse(["-V".into()]), Ok(Parsed::Version)));
+        assert!(matches!(parse(["-l".into()]), Ok(Parsed::License)));
     }
 
     #[test]

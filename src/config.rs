@@ -116,9 +116,11 @@ impl Config {
         for (sig, slot) in rewrite.iter_mut().enumerate() {
             *slot = sig as i32;
         }
+        let mut rewritten = Vec::new();
         for rule in &cli.rewrite {
             let (from, to) = parse_rewrite(rule)?;
             rewrite[from as usize] = to;
+            rewritten.push(from);
         }
         let mut remap_exit = Vec::new();
         for rule in &cli.remap_exit {
@@ -158,6 +160,21 @@ impl Config {
             None => None,
         };
         let supervise = supervise(&cli)?;
+        // dumb-init's setsid mode (signals to the whole group): a job-control stop of init is
+        // a stop of the whole job, so it is forwarded as SIGSTOP, which nothing can catch,
+        // unless `-r` says otherwise. With the supervisor on they are forwarded as they are.
+        if forward_to == ForwardTo::Group && supervise.is_none() {
+            for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+                if !rewritten.contains(&sig) {
+                    rewrite[sig as usize] = libc::SIGSTOP;
+                }
+            }
+        }
+        let base = cli.base_level.unwrap_or(if supervise.is_some() {
+            Level::Info
+        } else {
+            Level::Warn
+        });
         Ok(Config {
             command: cli.command,
             forward_to,
@@ -167,7 +184,7 @@ impl Config {
             remap_exit,
             pdeathsig,
             warn_on_reap: cli.warn_on_reap,
-            log_level: crate::log::level_from(cli.verbose, cli.quiet),
+            log_level: crate::log::level_from(base, cli.verbose, cli.quiet),
             supervise,
         })
     }

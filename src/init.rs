@@ -21,6 +21,7 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
+mod jobctl;
 mod supervisor;
 use supervisor::Sup;
 
@@ -59,6 +60,8 @@ struct Init {
     delayed_stop: Option<(Instant, i32)>,
     /// The stop delay was used (once per life).
     stop_delay_spent: bool,
+    /// Plain mode only: stopping and continuing with the job (see `jobctl`).
+    jobctl: Option<jobctl::JobCtl>,
 }
 
 use crate::sys::kill;
@@ -132,6 +135,8 @@ impl Init {
                 reload_signal: o.reload_signal,
             },
         };
+        let tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+        let jobctl = sup.is_none().then(|| jobctl::JobCtl::new(tty));
         let mut init = Init {
             cfg,
             mask,
@@ -146,18 +151,25 @@ impl Init {
             killed: false,
             children_left: true,
             // The first generation takes the terminal itself (Terminal::Take).
-            terminal_holder: nix::unistd::isatty(std::io::stdin())
-                .unwrap_or(false)
-                .then_some(1),
+            terminal_holder: tty.then_some(1),
             started: Instant::now(),
             delayed_stop: None,
             stop_delay_spent: false,
+            jobctl,
         };
         let first = init.machine.start(Instant::now());
         init.exec(first);
         if init.over.is_some() && init.machine.generations().is_empty() {
             // The command could not be started: nothing was left running.
             return Err(init.over.unwrap_or(1));
+        }
+        if init.sup.is_none() {
+            // As dumb-init: init does not hold the image's working directory (a volume that
+            // could not be unmounted, or a deleted directory) for its whole life; the command
+            // keeps its own. The supervisor stays: every generation starts where init started.
+            if let Err(e) = nix::unistd::chdir("/") {
+                debug!("cannot change to /: {}", e.desc());
+            }
         }
         // From here on init does not bail out: it reaps and forwards until nothing is left.
         Ok(init)
@@ -247,6 +259,9 @@ impl Init {
         self.children_left = procs::reap(want_group, |pid, status, pgrp| {
             exits.push((pid, status, pgrp))
         });
+        if let (Some(j), Some(g)) = (&mut self.jobctl, self.machine.generations().first()) {
+            j.follow(g.main);
+        }
         // The pid file before the reaps: a daemonizing command's parent exits once its daemon
         // runs, and the daemon must be followed before that exit ends the generation.
         let mut facts: Vec<Fact> = self.pidfile_fact().into_iter().collect();
@@ -336,7 +351,15 @@ impl Init {
             self.delayed_stop = None;
             info!("stop delay skipped");
         }
+        if sig == libc::SIGCONT
+            && let Some(j) = &mut self.jobctl
+        {
+            j.resumed(self.machine.generations().first().map_or(0, |g| g.pgid));
+        }
         self.deliver(sig, sender);
+        if let Some(j) = self.jobctl.as_mut().filter(|_| jobctl::is_stop(sig)) {
+            j.stop_self();
+        }
     }
 
     /// A signal for the service (or a trigger, or the start of a shutdown).
@@ -383,15 +406,22 @@ impl Init {
                 // Deliver first, then log: the log line's formatting and write cost the
                 // service nothing this way.
                 kill(target, to);
+                let generation = match self.sup {
+                    Some(_) => format!(" (generation {})", t.generation),
+                    None => String::new(),
+                };
                 info!(
-                    "received {} from {from}; forwarded{shown} to {what} {} (generation {})",
+                    "received {} from {from}; forwarded{shown} to {what} {}{generation}",
                     signals::name(sig),
                     target.abs(),
-                    t.generation
                 );
             }
         }
         if signals::is_shutdown(sig) {
+            if self.jobctl.is_some() {
+                // A stopped job acts on the TERM only once continued: TERM first, then CONT.
+                procs::continue_stopped();
+            }
             self.begin_grace();
             self.apply(Fact::Shutdown);
         }
@@ -462,6 +492,28 @@ impl Init {
     }
 
     fn log_event(&self, event: &Event) {
+        if self.sup.is_none() {
+            // Plain mode runs one command, not generations: say it in those words, or not at
+            // all where "started" was already said.
+            match event {
+                Event::Ended { pid, code, .. } => {
+                    info!(
+                        "'{}' (pid {pid}) ended with status {code}",
+                        self.command.display
+                    );
+                    return;
+                }
+                Event::MemberExited { pid, code, .. } => {
+                    debug!("pid {pid} exited with status {code}");
+                    return;
+                }
+                Event::Starting { .. }
+                | Event::Started { .. }
+                | Event::Ready { .. }
+                | Event::Gone { .. } => return,
+                _ => {}
+            }
+        }
         let level = match event {
             Event::Orphan { .. } if self.cfg.warn_on_reap => crate::log::Level::Warn,
             e => e.level(),
@@ -475,12 +527,11 @@ impl Init {
         self.begin_grace();
         // No child at all means no descendant either (orphans are reparented to init): skip the
         // walk over /proc.
-        if self.children_left && procs::signal_all(libc::SIGTERM) > 0 {
+        if self.children_left && procs::terminate_all() > 0 {
             info!(
                 "sent SIGTERM to the remaining processes; SIGKILL in {}",
                 crate::log::dur(self.left())
             );
-            procs::signal_all(libc::SIGCONT);
         }
     }
 

@@ -24,13 +24,14 @@ pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
-/// Level from the net count of `-v` and `-q` flags: 0 is info.
-pub fn level_from(verbose: u8, quiet: u8) -> Level {
-    match i16::from(verbose) - i16::from(quiet) {
-        i16::MIN..=-2 => Level::Error,
-        -1 => Level::Warn,
-        0 => Level::Info,
-        1 => Level::Debug,
+/// `base` moved up by each `-v` and down by each `-q`. A plain init starts at warn (quiet, as
+/// tini and dumb-init are), the supervisor at info (one line per lifecycle event).
+pub fn level_from(base: Level, verbose: u8, quiet: u8) -> Level {
+    match base as i16 + i16::from(verbose) - i16::from(quiet) {
+        i16::MIN..=0 => Level::Error,
+        1 => Level::Warn,
+        2 => Level::Info,
+        3 => Level::Debug,
         _ => Level::Trace,
     }
 }
@@ -92,8 +93,18 @@ impl fmt::Display for Sender {
 
 #[cfg(test)]
 mod tests {
-    use super::dur;
+    use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn levels_move_from_the_base() {
+        assert_eq!(level_from(Level::Warn, 0, 0), Level::Warn);
+        assert_eq!(level_from(Level::Warn, 1, 0), Level::Info);
+        assert_eq!(level_from(Level::Warn, 2, 0), Level::Debug);
+        assert_eq!(level_from(Level::Info, 0, 1), Level::Warn);
+        assert_eq!(level_from(Level::Warn, 0, 5), Level::Error);
+        assert_eq!(level_from(Level::Info, 9, 0), Level::Trace);
+    }
 
     #[test]
     fn durations_for_people() {

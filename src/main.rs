@@ -2,6 +2,7 @@
 
 mod cgroup;
 mod cli;
+mod compat;
 mod config;
 mod control;
 mod handoff;
@@ -33,6 +34,13 @@ fn main() -> ExitCode {
                 " (commit ",
                 env!("HANDOFF_COMMIT"),
                 ")\n"
+            ));
+        }
+        Ok(cli::Parsed::License) => {
+            return print(concat!(
+                "handoff-init is licensed ",
+                env!("CARGO_PKG_LICENSE"),
+                "\n"
             ));
         }
         Err(msg) => {

@@ -131,6 +131,25 @@ fn stat(pid: i32) -> Option<(char, i32)> {
     Some((state, ppid))
 }
 
+/// SIGTERM to everything init started, then SIGCONT to those of them that are stopped, so they
+/// wake to act on it. In this order a stopped process finds TERM pending when it resumes and,
+/// of pending standard signals, the kernel hands over the lowest number first (signal(7)): TERM
+/// (15) is what it sees before CONT (18); a running one gets no CONT at all.
+pub fn terminate_all() -> usize {
+    let n = signal_all(libc::SIGTERM);
+    continue_stopped();
+    n
+}
+
+/// SIGCONT to every stopped process init started (state T in /proc/PID/stat).
+pub fn continue_stopped() {
+    for pid in descendants() {
+        if stat(pid).is_some_and(|(state, _)| state == 'T') {
+            sys::kill(pid, libc::SIGCONT);
+        }
+    }
+}
+
 /// Sends `sig` to everything init started that is still alive; returns how many were signalled.
 /// As PID 1 that is every other process of the PID namespace, and kill(-1) reaches them all in
 /// one call, including any forked while we look (kill(2)); elsewhere each descendant is signalled.

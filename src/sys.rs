@@ -156,3 +156,25 @@ pub fn read_signals(fd: &impl std::os::fd::AsFd, out: &mut Vec<(i32, i32)>) {
         }
     }
 }
+
+/// The signal that stopped child `pid`, if it stopped since the last look (waitid(2) with
+/// WSTOPPED only: an exit is neither reported nor reaped here, so the reaper still gets it).
+pub fn stop_signal_of(pid: i32) -> Option<i32> {
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid out-pointer to a local.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid succeeded, so si_pid is set (0 when nothing was reported).
+    if r < 0 || unsafe { info.si_pid() } == 0 || info.si_code != libc::CLD_STOPPED {
+        return None;
+    }
+    // SAFETY: for CLD_STOPPED, si_status is the stopping signal (waitid(2)).
+    Some(unsafe { info.si_status() })
+}

@@ -7,6 +7,8 @@
 
 #[path = "../../src/cli.rs"]
 mod cli;
+#[path = "../../src/compat.rs"]
+mod compat;
 #[path = "../../src/config.rs"]
 mod config;
 #[path = "../../src/control.rs"]
