@@ -418,6 +418,58 @@ mod tests {
         assert!(parse_rewrite("TERM:BAR").is_err());
     }
 
+    fn rewrites(args: &[&str]) -> [i32; signals::MAX as usize + 1] {
+        let mut cli = Cli {
+            command: vec!["x".into()],
+            ..Cli::default()
+        };
+        for a in args {
+            match *a {
+                "-c" => cli.single_child = true,
+                "--listen" => cli.listen.push("tcp://127.0.0.1:0".into()),
+                rule => cli.rewrite.push(rule.into()),
+            }
+        }
+        Config::from_cli(cli).unwrap().rewrite
+    }
+
+    #[test]
+    fn job_control_stops_become_sigstop_in_group_mode_only() {
+        let stop = libc::SIGSTOP;
+        let (tstp, ttin, ttou) = (libc::SIGTSTP as usize, libc::SIGTTIN as usize, 22);
+        let r = rewrites(&[]);
+        assert_eq!((r[tstp], r[ttin], r[ttou]), (stop, stop, stop));
+        assert_eq!(r[libc::SIGTERM as usize], libc::SIGTERM);
+        // -r wins over the default; the others keep it.
+        let r = rewrites(&["20:0", "TTIN:USR1"]);
+        assert_eq!((r[tstp], r[ttin], r[ttou]), (0, libc::SIGUSR1, stop));
+        // dumb-init's -c, and the supervisor: forwarded as they are.
+        for args in [&["-c"][..], &["--listen"][..]] {
+            let r = rewrites(args);
+            assert_eq!((r[tstp], r[ttin], r[ttou]), (20, 21, 22), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn plain_mode_is_quieter_than_the_supervisor() {
+        let level = |listen: bool, base: Option<Level>, verbose: u8| {
+            let mut cli = Cli {
+                command: vec!["x".into()],
+                base_level: base,
+                verbose,
+                ..Cli::default()
+            };
+            if listen {
+                cli.listen.push("tcp://127.0.0.1:0".into());
+            }
+            Config::from_cli(cli).unwrap().log_level
+        };
+        assert_eq!(level(false, None, 0), Level::Warn);
+        assert_eq!(level(false, None, 1), Level::Info);
+        assert_eq!(level(true, None, 0), Level::Info);
+        assert_eq!(level(true, Some(Level::Error), 1), Level::Warn);
+    }
+
     #[test]
     fn remap_rules() {
         assert_eq!(parse_remap("143:0"), Ok((143, 0)));
