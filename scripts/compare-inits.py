@@ -10,12 +10,14 @@ through `kill -TSTP`, which is about a shell that runs the init as its job (a su
 Every wait has a deadline; nothing is left running.
 """
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,6 +153,33 @@ def job_control(init):
         kill_tree(p)
 
 
+def ctrl_z(init):
+    """Under a terminal (init is its session leader, as a login shell's job would be): Ctrl-Z."""
+    master, slave = os.openpty()
+
+    def take_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(
+        [init, "--", "sleep", "30"],
+        stdin=slave, stdout=slave, stderr=slave,
+        start_new_session=True, preexec_fn=take_terminal,
+    )
+    os.close(slave)
+    try:
+        job = wait_for(lambda: (children(p.pid) or [None])[0])
+        wait_for(lambda: state(job) == "S" and os.tcgetpgrp(master) != p.pid, deadline=2)
+        os.write(master, b"\x1a")
+        wait_for(lambda: state(job) == "T" and state(p.pid) == "T", deadline=2)
+        after = f"init {state(p.pid)}, job {state(job)}"
+        os.kill(p.pid, signal.SIGCONT)
+        wait_for(lambda: state(p.pid) != "T" and state(job) != "T", deadline=2)
+        return f"Ctrl-Z: {after}; CONT to init: init {state(p.pid)}, job {state(job)}"
+    finally:
+        kill_tree(p)
+        os.close(master)
+
+
 def first_signal(init, as_pid1=True):
     """The command exits and leaves a process behind: which signals it sees, in order."""
     work = tempfile.mkdtemp(prefix="compare-inits-")
@@ -190,6 +219,7 @@ SCENARIOS = [
     ("command not found", not_found),
     ("working directory (PID 1)", cwd),
     ("`kill -TSTP`, then `kill -CONT` to init (a shell's job)", job_control),
+    ("Ctrl-Z under a terminal (init not PID 1), then `kill -CONT` to init", ctrl_z),
     ("the command exits; a leftover that prints its signals sees (PID 1)", first_signal),
     ("the same, init not PID 1", lambda init: first_signal(init, as_pid1=False)),
 ]

@@ -17,8 +17,8 @@
 use crate::cli::Cli;
 use crate::log::Level;
 
-/// Reads the peers' switches through `get` (the environment) into `cli`. The command line wins:
-/// `-v`/`-q` move from the level set here, and `--forward-to group` is overridden only by `-c`.
+/// Reads the peers' switches through `get` (the environment) into `cli`. `-v`/`-q` move from the
+/// level set here; `DUMB_INIT_SETSID=0` acts as `-c` whatever the command line says, as there.
 pub fn from_env(cli: &mut Cli, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
     if get("DUMB_INIT_SETSID").as_deref() == Some("0") {
         cli.single_child = true;
