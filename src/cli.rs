@@ -411,7 +411,15 @@ mod tests {
         let cli = run(&["-sgw", "cmd"]).unwrap();
         assert!(cli.warn_on_reap);
         // dumb-init's long forms.
-        let cli = run(&["--single-child", "--rewrite", "20:0", "--verbose", "--", "x"]).unwrap();
+        let cli = run(&[
+            "--single-child",
+            "--rewrite",
+            "20:0",
+            "--verbose",
+            "--",
+            "x",
+        ])
+        .unwrap();
         assert!(cli.single_child);
         assert_eq!((cli.rewrite, cli.verbose), (vec!["20:0".to_string()], 1));
         assert!(matches!(parse(["--version".into()]), Ok(Parsed::Version)));
