@@ -11,8 +11,10 @@
 #
 # Every case asserts exact outcomes and waits on conditions with deadlines (polling docker
 # inspect/exec/logs), never on fixed sleeps. Containers are named e2e-handoff-<pid>-<case>-…, and
-# removed by a trap even when a case fails. The last line is "N passed, N failed"; the exit status is
-# non-zero when any case failed.
+# removed by a trap even when a case fails. Case f (Docker Swarm) also removes its services and
+# network and leaves the swarm it created (an engine already in a swarm is used as it is, not
+# left); concurrent runs on one engine take turns at it (flock on /tmp/handoff-init-e2e-swarm.lock).
+# The last line is "N passed, N failed"; the exit status is non-zero when any case failed.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
