@@ -1,7 +1,8 @@
 //! HTTP load for rolling-update tests (docker/e2e.sh case f): CLIENTS threads, each doing one
 //! request per connection, resolving the target name again for every connection and taking its
 //! addresses in turn, as a client of a Swarm `dnsrr` service does. Each request asks the test
-//! service to hold its answer for DELAY ms, so requests are in flight whenever a task is stopped.
+//! service to hold its answer for DELAY ms, so requests are in flight whenever a task is stopped;
+//! the clients start one after another over that time.
 //!
 //! While running, STATUS (when given) holds one line `requests failed addresses newest_gen`,
 //! replaced atomically every 100 ms. At the end one line on stdout:
@@ -202,7 +203,13 @@ impl Load {
         Ok((ip, generation))
     }
 
-    fn client(&self) {
+    /// Client `index` of `--clients`: the clients' first requests are spread over one request's
+    /// length, so with long requests some are always at every stage, not all in step.
+    fn client(&self, index: usize) {
+        let clients = self.args.clients as u64;
+        thread::sleep(Duration::from_millis(
+            self.args.delay_ms * index as u64 / clients,
+        ));
         while !self.stop.load(Ordering::SeqCst) {
             let result = self.request();
             let n = self.counts.requests.fetch_add(1, Ordering::SeqCst);
@@ -293,9 +300,9 @@ fn run(args: Args) -> Result<Counts, String> {
         started: Instant::now(),
     });
     let clients: Vec<_> = (0..load.args.clients)
-        .map(|_| {
+        .map(|index| {
             let load = Arc::clone(&load);
-            thread::spawn(move || load.client())
+            thread::spawn(move || load.client(index))
         })
         .collect();
     load.watch();
