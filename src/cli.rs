@@ -50,6 +50,7 @@ pub struct Cli {
     pub watchdog: Option<String>,
     pub reload_signal: Option<String>,
     pub stop_delay: Option<String>,
+    pub fdstore_max: Option<String>,
     pub command: Vec<OsString>,
 }
 
@@ -91,6 +92,7 @@ enum Opt {
     Watchdog,
     ReloadSignal,
     StopDelay,
+    FdstoreMax,
     Control,
     RuntimeDir,
     Ignored,
@@ -126,6 +128,7 @@ const OPTIONS: &[(&str, char, bool, Opt)] = &[
     ("watchdog", '\0', true, Opt::Watchdog),
     ("reload-signal", '\0', true, Opt::ReloadSignal),
     ("stop-delay", '\0', true, Opt::StopDelay),
+    ("fdstore-max", '\0', true, Opt::FdstoreMax),
     ("control", '\0', true, Opt::Control),
     ("runtime-dir", '\0', true, Opt::RuntimeDir),
     // tini's -s (subreaper: always done when not PID 1) and -g (group: the default here).
@@ -186,6 +189,8 @@ Zero-downtime handoff (any of these turns on the supervisor: NOTIFY_SOCKET, cont
                                 its WATCHDOG=1 is replaced by a handoff, then gets SIGABRT
       --reload-signal SIGNAL    `ctl reload --in-place` sends it to the serving generation and
                                 waits for RELOADING=1 then READY=1 (Type=notify-reload)
+      --fdstore-max N           keep up to N fds a generation sends with FDSTORE=1 and pass them
+                                to later generations after the listeners [default: 0 = off]
       --control PATH            control socket [default: RUNTIME_DIR/control.sock]
       --runtime-dir DIR         private dir for the sockets [default: /run/handoff-init, or
                                 $TMPDIR/handoff-init-UID when /run is not writable]
@@ -311,6 +316,7 @@ fn apply(cli: &mut Cli, opt: Opt, value: Option<String>) -> Option<Parsed> {
         Opt::Watchdog => cli.watchdog = Some(v),
         Opt::ReloadSignal => cli.reload_signal = Some(v),
         Opt::StopDelay => cli.stop_delay = Some(v),
+        Opt::FdstoreMax => cli.fdstore_max = Some(v),
         Opt::Control => cli.control = Some(v),
         Opt::RuntimeDir => cli.runtime_dir = Some(v),
         Opt::Ignored => {}

@@ -73,6 +73,8 @@ pub struct Supervise {
     pub watchdog: Option<Duration>,
     /// What `ctl reload --in-place` sends to the serving generation.
     pub reload_signal: Option<i32>,
+    /// `--fdstore-max`: how many fds the fd store keeps (0 = off).
+    pub fdstore_max: usize,
     /// `--runtime-dir`; None: the first of `runtime_dirs` that init can make its own.
     pub runtime_dir: Option<std::path::PathBuf>,
     /// `--control`; None: `control.sock` in the runtime dir.
@@ -220,6 +222,7 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         || cli.cgroup.is_some()
         || cli.watchdog.is_some()
         || cli.reload_signal.is_some()
+        || cli.fdstore_max.is_some()
         || cli.no_listen_pid
         || cli.drain_timeout.is_some()
         || cli.ready_timeout.is_some()
@@ -286,6 +289,17 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         .map(|w| parse_duration(w).map_err(|e| format!("invalid --watchdog: {e}")))
         .transpose()?
         .filter(|d| !d.is_zero());
+    let fdstore_max = match cli.fdstore_max.as_deref().map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) if n <= crate::fdstore::MAX => n,
+        Some(_) => {
+            return Err(format!(
+                "invalid --fdstore-max '{}': expected a number from 0 to {}",
+                cli.fdstore_max.as_deref().unwrap_or_default(),
+                crate::fdstore::MAX
+            ));
+        }
+    };
     let cgroup = match cli.cgroup.as_deref() {
         None | Some("auto") => true,
         Some("off") => false,
@@ -310,6 +324,7 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         cgroup,
         watchdog,
         reload_signal: sig(&cli.reload_signal, "reload-signal")?,
+        fdstore_max,
         control: cli.control.as_deref().map(Into::into),
         runtime_dir: cli.runtime_dir.as_deref().map(Into::into),
     }))

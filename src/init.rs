@@ -240,6 +240,13 @@ impl Init {
                     .into_iter()
                     .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
             );
+            // No events asked: poll(2) reports POLLHUP/POLLERR anyway, and the fd store drops
+            // those fds in the same turn, so this cannot spin.
+            fds.extend(
+                sup.fdstore
+                    .watched()
+                    .map(|fd| PollFd::new(fd, PollFlags::empty())),
+            );
         }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -590,11 +597,19 @@ impl Init {
         let mut pid_vars: Vec<&[u8]> = Vec::new();
         let mut cgroup = None;
         if let Some(sup) = &self.sup {
-            if !sup.listeners.is_empty() {
-                use std::os::fd::AsRawFd;
-                fds = sup.listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
+            // The listeners, then the fd store's fds (sd_listen_fds(3) order, as systemd).
+            use std::os::fd::AsRawFd;
+            let mut names: Vec<&str> = Vec::new();
+            for l in &sup.listeners {
+                fds.push(l.fd.as_raw_fd());
+                names.push(&l.name);
+            }
+            for (fd, name) in sup.fdstore.entries() {
+                fds.push(fd);
+                names.push(name);
+            }
+            if !fds.is_empty() {
                 extra.push(env_entry("LISTEN_FDS", &fds.len().to_string()));
-                let names: Vec<&str> = sup.listeners.iter().map(|l| l.name.as_str()).collect();
                 extra.push(env_entry("LISTEN_FDNAMES", &names.join(":")));
                 if sup.opts.listen_pid {
                     pid_vars.push(spawn::LISTEN_PID);

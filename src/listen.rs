@@ -82,7 +82,7 @@ impl Spec {
 }
 
 /// LISTEN_FDNAMES rules (sd_listen_fds(3)): ASCII, printable, no ':', at most 255 characters.
-fn valid_name(n: &str) -> Result<(), String> {
+pub fn valid_name(n: &str) -> Result<(), String> {
     if n.is_empty() || n.len() > 255 || !n.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
         return Err(format!(
             "name '{n}' must be 1-255 printable ASCII characters without ':'"

@@ -5,6 +5,7 @@ mod cli;
 mod compat;
 mod config;
 mod control;
+mod fdstore;
 mod handoff;
 mod init;
 mod listen;

@@ -4,7 +4,7 @@
 //! An AF_UNIX datagram socket in init's private runtime directory, SO_PASSCRED on, so the kernel
 //! attaches the sender's real pid to every message: a message is attributed by that pid, never by
 //! a pid written in the payload. Truncated or credential-less datagrams are dropped; fds passed
-//! with a message are closed at once (MSG_CMSG_CLOEXEC, then dropped).
+//! with a message are received close-on-exec and closed unless the fd store keeps them.
 
 use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
@@ -29,12 +29,20 @@ pub struct Message {
     pub watchdog_trigger: bool,
     /// WATCHDOG_USEC=.
     pub watchdog_usec: Option<u64>,
+    /// FDSTORE=1: park the fds that came with the message.
+    pub fdstore: bool,
+    /// FDSTOREREMOVE=1: close the stored fds named FDNAME=.
+    pub fdstore_remove: bool,
+    pub fdname: Option<String>,
+    /// FDPOLL=0: keep the fds even when they hang up.
+    pub fdpoll: bool,
 }
 
 /// Parses the payload; unknown keys are ignored, as systemd does.
 pub fn parse(pid: i32, payload: &[u8]) -> Message {
     let mut m = Message {
         pid,
+        fdpoll: true,
         ..Message::default()
     };
     for line in String::from_utf8_lossy(payload).lines() {
@@ -53,6 +61,10 @@ pub fn parse(pid: i32, payload: &[u8]) -> Message {
                 m.watchdog_trigger |= v == "trigger";
             }
             "WATCHDOG_USEC" => m.watchdog_usec = v.parse().ok(),
+            "FDSTORE" => m.fdstore |= v == "1",
+            "FDSTOREREMOVE" => m.fdstore_remove |= v == "1",
+            "FDNAME" => m.fdname = Some(v.to_string()),
+            "FDPOLL" => m.fdpoll = v != "0",
             _ => {}
         }
     }
@@ -91,8 +103,9 @@ impl Server {
         })
     }
 
-    /// The next datagram, or None when there is none left. Bad ones are logged and skipped.
-    pub fn recv(&self) -> Option<Message> {
+    /// The next datagram and the fds that came with it (close-on-exec), or None when there is
+    /// none left. Bad ones are logged and skipped, their fds closed.
+    pub fn recv(&self) -> Option<(Message, Vec<OwnedFd>)> {
         loop {
             let mut buf = [0u8; 4096];
             let mut cmsg = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 16]);
@@ -108,13 +121,13 @@ impl Server {
                 Err(_) => return None,
             };
             let mut pid = 0;
+            let mut fds = Vec::new();
             for c in msg.cmsgs().into_iter().flatten() {
                 match c {
                     ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
-                    ControlMessageOwned::ScmRights(fds) => {
-                        // The kernel just installed these fds for us: close them (the sd_notify
-                        // fd store is not supported).
-                        fds.into_iter().for_each(|fd| drop(crate::sys::take_fd(fd)));
+                    // The kernel just installed these fds for us: ours to close.
+                    ControlMessageOwned::ScmRights(raw) => {
+                        fds.extend(raw.into_iter().filter_map(crate::sys::take_fd))
                     }
                     _ => {}
                 }
@@ -129,7 +142,7 @@ impl Server {
                 );
                 continue;
             }
-            return Some(parse(pid, &buf[..len.min(buf.len())]));
+            return Some((parse(pid, &buf[..len.min(buf.len())]), fds));
         }
     }
 }
@@ -179,6 +192,7 @@ mod tests {
                 status: Some("serving gen 2".into()),
                 mainpid: Some(42),
                 extend_timeout_usec: Some(5_000_000),
+                fdpoll: true,
                 ..Message::default()
             }
         );
@@ -188,8 +202,12 @@ mod tests {
             parse(1, b"\xff\xfe"),
             Message {
                 pid: 1,
+                fdpoll: true,
                 ..Message::default()
             }
         );
+        let m = parse(7, b"FDSTORE=1\nFDNAME=conn-1\nFDPOLL=0");
+        assert!(m.fdstore && !m.fdpoll && m.fdname.as_deref() == Some("conn-1"));
+        assert!(parse(7, b"FDSTOREREMOVE=1\nFDNAME=x").fdstore_remove);
     }
 }

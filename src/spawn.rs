@@ -235,6 +235,8 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     let mut mask: libc::sigset_t = *plan.mask.as_ref();
+    // The child's working copy of the fd plan (it moves sources out of 3..3+N before dup2).
+    let mut sources: Vec<RawFd> = plan.listen_fds.to_vec();
     let child_plan = ChildPlan {
         path: cmd.path.as_ptr(),
         argv: argv.as_ptr(),
@@ -242,9 +244,11 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
         pid_slots,
         mask: &mut mask,
         terminal: plan.terminal,
-        listen_fds: plan.listen_fds,
+        sources: sources.as_mut_ptr(),
+        count: sources.len(),
         status_fd: write_end.as_raw_fd(),
         cgroup: plan.cgroup.map_or(std::ptr::null(), |c| c.as_ptr()),
+        _plan: std::marker::PhantomData,
     };
 
     // SAFETY: init is single-threaded, so the child is a complete copy with no lock held by
@@ -289,9 +293,12 @@ struct ChildPlan<'a> {
     pid_slots: [*mut u8; MAX_PID_VARS],
     mask: *mut libc::sigset_t,
     terminal: Terminal,
-    listen_fds: &'a [RawFd],
+    /// The fds that become 3, 4, … (`count` of them), writable by the child.
+    sources: *mut RawFd,
+    count: usize,
     status_fd: RawFd,
     cgroup: *const libc::c_char,
+    _plan: std::marker::PhantomData<&'a ()>,
 }
 
 /// The child between fork and exec. Never returns.
@@ -336,13 +343,27 @@ unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
-        let n = p.listen_fds.len() as RawFd;
+        let n = p.count as RawFd;
         let mut status_fd = p.status_fd;
         if status_fd < 3 + n {
             // Keep the status pipe out of the range the listeners are about to take.
             status_fd = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 3 + n);
         }
-        for (i, &fd) in p.listen_fds.iter().enumerate() {
+        // SAFETY: `sources` points to `count` fds in a Vec the parent keeps alive until spawn
+        // returns; this is the child's own copy of that memory.
+        let sources = std::slice::from_raw_parts_mut(p.sources, p.count);
+        // A source inside 3..3+N (an fd the fd store received low, or a listener the fd limit
+        // kept below HIGH_FD) is moved above that range first, so no dup2 clobbers it.
+        for (i, fd) in sources.iter_mut().enumerate() {
+            if *fd < 3 + n && *fd != 3 + i as RawFd {
+                let moved = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + n);
+                if moved < 0 {
+                    fail(status_fd);
+                }
+                *fd = moved;
+            }
+        }
+        for (i, &fd) in sources.iter().enumerate() {
             let target = 3 + i as RawFd;
             if fd == target {
                 libc::fcntl(fd, libc::F_SETFD, 0);

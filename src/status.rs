@@ -6,7 +6,13 @@ use crate::listen::Listener;
 use crate::log::dur;
 use std::time::Instant;
 
-pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
+/// `store`: the fd store's (held, max).
+pub fn text(
+    m: &Machine,
+    listeners: &[Listener],
+    store: (usize, usize),
+    started: Instant,
+) -> String {
     let now = Instant::now();
     let mut s = format!(
         "handoff-init pid {}, up {}, handoffs: {} done, {} failed{}\n",
@@ -22,6 +28,9 @@ pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
     );
     for (i, l) in listeners.iter().enumerate() {
         s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
+    }
+    if store.1 > 0 {
+        s.push_str(&format!("fd store: {} of {} held\n", store.0, store.1));
     }
     for g in m.generations() {
         let status = g
@@ -47,7 +56,12 @@ pub fn text(m: &Machine, listeners: &[Listener], started: Instant) -> String {
     s
 }
 
-pub fn json(m: &Machine, listeners: &[Listener], started: Instant) -> String {
+pub fn json(
+    m: &Machine,
+    listeners: &[Listener],
+    store: (usize, usize),
+    started: Instant,
+) -> String {
     let now = Instant::now();
     let listeners: Vec<String> = listeners
         .iter()
@@ -80,12 +94,14 @@ pub fn json(m: &Machine, listeners: &[Listener], started: Instant) -> String {
         })
         .collect();
     format!(
-        "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"watchdog_recoveries\":{},\"listeners\":[{}],\"generations\":[{}]}}\n",
+        "{{\"pid\":{},\"uptime_ms\":{},\"handoffs_done\":{},\"handoffs_failed\":{},\"watchdog_recoveries\":{},\"fdstore\":{{\"held\":{},\"max\":{}}},\"listeners\":[{}],\"generations\":[{}]}}\n",
         std::process::id(),
         (now - started).as_millis(),
         m.handoffs_done,
         m.handoffs_failed,
         m.watchdog_recoveries,
+        store.0,
+        store.1,
         listeners.join(","),
         gens.join(",")
     )
@@ -147,11 +163,16 @@ mod tests {
             },
             t,
         );
-        let text = text(&m, &[], t);
+        let text = text(&m, &[], (1, 4), t);
+        assert!(text.contains("fd store: 1 of 4 held"), "{text}");
         assert!(text.contains("handoffs: 0 done, 0 failed"), "{text}");
         assert!(text.contains("generation 1 pid 42 starting up"), "{text}");
         assert!(text.ends_with("status: warming \"up\"\n"), "{text}");
-        let json = json(&m, &[], t);
+        let json = json(&m, &[], (1, 4), t);
+        assert!(
+            json.contains("\"fdstore\":{\"held\":1,\"max\":4}"),
+            "{json}"
+        );
         assert!(
             json.contains("\"generations\":[{\"generation\":1,\"pid\":42,\"state\":\"starting\""),
             "{json}"

@@ -320,3 +320,174 @@ fn in_place_reload_without_a_reload_signal_is_refused() {
     sup.init.signal(libc::SIGTERM);
     assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
 }
+
+const FDSTORE_SVC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fdstore_svc.py");
+
+fn fdstore_sup(args: &[&str], svc_args: &[&str]) -> Sup {
+    let mut all = vec!["--listen", "tcp://127.0.0.1:0"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--", "python3", FDSTORE_SVC]);
+    all.extend_from_slice(svc_args);
+    let sup = Sup::start(&all, true);
+    sup.wait_serving(1);
+    sup
+}
+
+fn held(sup: &Sup) -> String {
+    let json = sup.ctl(&["status", "--json"]).1;
+    json.split("\"fdstore\":")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .map(|s| format!("{s}}}"))
+        .unwrap_or_else(|| panic!("no fdstore in {json}"))
+}
+
+fn word<'a>(body: &'a str, key: &str) -> &'a str {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {body:?}"))
+}
+
+/// The acceptance case of the fd store: one client connection, a request every 10 ms, 20
+/// handoffs; every request is answered on that same connection, by every generation in turn.
+#[test]
+fn a_parked_connection_survives_20_handoffs() {
+    need_unshare!();
+    let mut sup = fdstore_sup(&["--fdstore-max", "16"], &[]);
+    let mut conn = TcpStream::connect(sup.addr()).unwrap();
+    let first = request(&mut conn, "/");
+    let name = word(&first, "conn=").to_string();
+    assert_eq!(word(&first, "gen="), "1");
+    wait_until("the connection is parked", || {
+        held(&sup) == "{\"held\":1,\"max\":16}"
+    });
+    let control = sup.control.clone();
+    let reloads = std::thread::spawn(move || {
+        for n in 1..=20 {
+            let out = std::process::Command::new(INIT)
+                .args(["ctl", "reload", "--control"])
+                .arg(&control)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                text.starts_with(&format!("ok: generation {} serving", n + 1)),
+                "handoff {n}: {text}"
+            );
+        }
+    });
+    let mut gens = vec![1u64];
+    let mut answers = 1;
+    while !reloads.is_finished() || *gens.last().unwrap() < 21 {
+        std::thread::sleep(Duration::from_millis(10));
+        let body = read_on(&mut conn);
+        assert_eq!(word(&body, "conn="), name, "{body}");
+        let g: u64 = word(&body, "gen=").parse().unwrap();
+        assert!(
+            g >= *gens.last().unwrap(),
+            "answers went back to gen {g}: {gens:?}"
+        );
+        if g != *gens.last().unwrap() {
+            gens.push(g);
+        }
+        answers += 1;
+        assert!(answers < 100_000, "generation 21 never answered: {gens:?}");
+    }
+    reloads.join().unwrap();
+    eprintln!("{answers} answers on one connection from generations {gens:?}");
+    // Each generation serves from its predecessor's exit to its own drain: at least one
+    // answer each (a generation's readiness alone takes longer than the 10 ms between requests).
+    assert_eq!(gens, (1..=21).collect::<Vec<u64>>());
+    // The client closes: the service removes the connection from the store.
+    drop(conn);
+    wait_until("the store is empty", || {
+        held(&sup) == "{\"held\":0,\"max\":16}"
+    });
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+}
+
+/// One request on a kept-alive connection; panics with the init's log on no answer.
+fn read_on(conn: &mut TcpStream) -> String {
+    use std::io::Write;
+    write!(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(conn).expect("an answer on the parked connection")
+}
+
+/// The store keeps at most --fdstore-max fds; what is over is closed, and with the store off
+/// (the default) every fd sent with FDSTORE=1 is closed: init's own fd count does not grow.
+#[test]
+fn the_fd_store_is_bounded_and_off_by_default() {
+    need_unshare!();
+    for (args, max) in [(&["--fdstore-max", "2"][..], 2), (&[][..], 0)] {
+        let mut sup = fdstore_sup(args, &[]);
+        let before = fds(sup.init.pid()).len();
+        let addr = sup.addr();
+        let mut conns: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for c in &mut conns {
+            assert!(word(&read_on(c), "gen=") == "1");
+        }
+        let warning = if max == 0 {
+            "but the fd store is off (--fdstore-max); closed"
+        } else {
+            "fd store full (2 of 2): 1 fds named"
+        };
+        sup.init.wait_for_output(warning);
+        assert_eq!(
+            held(&sup),
+            format!("{{\"held\":{},\"max\":{max}}}", max.min(3))
+        );
+        assert_eq!(fds(sup.init.pid()).len(), before + max.min(3));
+        drop(conns);
+        wait_until("the store is empty", || {
+            held(&sup).starts_with("{\"held\":0")
+        });
+        assert_eq!(fds(sup.init.pid()).len(), before);
+        sup.init.signal(libc::SIGTERM);
+        assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    }
+}
+
+/// A parked connection the client resets is dropped by init itself (POLLHUP/POLLERR), even
+/// when the service never removes it; with FDPOLL=0 it is kept.
+#[test]
+fn a_reset_connection_leaves_the_store_unless_fdpoll_0() {
+    need_unshare!();
+    for (svc, stays) in [
+        (&["--no-remove"][..], false),
+        (&["--no-remove", "--fdpoll0"][..], true),
+    ] {
+        let mut sup = fdstore_sup(&["--fdstore-max", "4", "-v"], svc);
+        let mut conn = TcpStream::connect(sup.addr()).unwrap();
+        read_on(&mut conn);
+        wait_until("parked", || held(&sup).starts_with("{\"held\":1"));
+        // SO_LINGER 0: close sends RST.
+        let l = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt on a socket we own with a correctly sized linger struct.
+        let rc = unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&l as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        drop(conn);
+        if stays {
+            // Nothing to wait for but the absence of a drop: a reload makes init look again.
+            assert_eq!(sup.reload().0, 0);
+            assert!(held(&sup).starts_with("{\"held\":1"), "{}", sup.init.logs());
+        } else {
+            sup.init.wait_for_output("hung up; closed");
+            assert!(held(&sup).starts_with("{\"held\":0"));
+        }
+        sup.init.signal(libc::SIGTERM);
+        assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    }
+}

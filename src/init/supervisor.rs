@@ -3,11 +3,13 @@
 
 use super::{Init, env_entry};
 use crate::config::{Ready, Supervise};
+use crate::fdstore::FdStore;
 use crate::handoff::{Fact, PidSource, Ping};
 use crate::listen::Listener;
 use crate::spawn::{self, Command, Plan};
 use crate::{control, listen, notify, procs, status};
 use crate::{debug, info, warn};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ pub(super) struct Sup {
     pub(super) upstream: Option<String>,
     /// One cgroup per generation, where init's cgroup v2 is writable (see `cgroup`).
     pub(super) cgroups: Option<crate::cgroup::Cgroups>,
+    /// fds parked with FDSTORE=1, passed to later generations after the listeners.
+    pub(super) fdstore: FdStore,
     /// Held for its Drop: removes the directory after the sockets in it.
     _dir: RuntimeDir,
 }
@@ -130,6 +134,7 @@ impl Sup {
             control,
             upstream,
             cgroups,
+            fdstore: FdStore::new(opts.fdstore_max),
             _dir: dir,
         })
     }
@@ -144,8 +149,13 @@ impl Init {
             msgs.push(m);
         }
         let requests = sup.control.service();
-        for m in msgs {
-            self.on_notify(m);
+        for (m, fds) in msgs {
+            self.on_notify(m, fds);
+        }
+        if let Some(sup) = &mut self.sup {
+            for name in sup.fdstore.drop_hung_up() {
+                debug!("fd store: '{name}' hung up; closed");
+            }
         }
         for r in requests {
             match r {
@@ -179,7 +189,7 @@ impl Init {
         }
     }
 
-    pub(super) fn on_notify(&mut self, m: notify::Message) {
+    pub(super) fn on_notify(&mut self, m: notify::Message, fds: Vec<OwnedFd>) {
         let Some(generation) = self.attribute(m.pid) else {
             debug!(
                 "notify: message from pid {} that belongs to no generation; ignored",
@@ -187,6 +197,9 @@ impl Init {
             );
             return;
         };
+        if m.fdstore || m.fdstore_remove {
+            self.fd_store(generation, &m, fds);
+        }
         if let Some(text) = m.status {
             debug!("generation {generation}: STATUS={text}");
             self.apply(Fact::Status { generation, text });
@@ -232,6 +245,46 @@ impl Init {
         if m.ready {
             self.apply(Fact::Ready { generation });
         }
+    }
+
+    /// FDSTORE=1 (the fds that came with the message) and FDSTOREREMOVE=1. Whatever is not
+    /// kept is closed when `fds` drops.
+    fn fd_store(&mut self, generation: u32, m: &notify::Message, fds: Vec<OwnedFd>) {
+        let Some(sup) = &mut self.sup else { return };
+        let name = m.fdname.as_deref().unwrap_or("stored");
+        if let Err(e) = listen::valid_name(name) {
+            warn!("generation {generation}: FDNAME: {e}; fds not stored");
+            return;
+        }
+        if m.fdstore_remove {
+            let n = sup.fdstore.remove(name);
+            debug!("generation {generation}: fd store: removed {n} named '{name}'");
+        }
+        if !m.fdstore || fds.is_empty() {
+            return;
+        }
+        if !sup.fdstore.enabled() {
+            warn!(
+                "generation {generation}: FDSTORE=1 with {} fds, but the fd store is off (--fdstore-max); closed",
+                fds.len()
+            );
+            return;
+        }
+        let added = sup.fdstore.add(name, fds, m.fdpoll);
+        if added.refused > 0 {
+            warn!(
+                "generation {generation}: fd store full ({} of {}): {} fds named '{name}' closed",
+                sup.fdstore.len(),
+                sup.fdstore.max(),
+                added.refused
+            );
+        }
+        debug!(
+            "generation {generation}: fd store: {} stored as '{name}' ({} already there), {} held",
+            added.kept,
+            added.duplicate,
+            sup.fdstore.len()
+        );
     }
 
     /// What a pid file or MAINPID= says, with the generation the pid belongs to (only a live
@@ -326,11 +379,27 @@ impl Init {
     }
 
     pub(super) fn status_text(&self) -> String {
-        status::text(&self.machine, self.listeners(), self.started)
+        status::text(
+            &self.machine,
+            self.listeners(),
+            self.fdstore_use(),
+            self.started,
+        )
     }
 
     pub(super) fn status_json(&self) -> String {
-        status::json(&self.machine, self.listeners(), self.started)
+        status::json(
+            &self.machine,
+            self.listeners(),
+            self.fdstore_use(),
+            self.started,
+        )
+    }
+
+    fn fdstore_use(&self) -> (usize, usize) {
+        self.sup
+            .as_ref()
+            .map_or((0, 0), |s| (s.fdstore.len(), s.fdstore.max()))
     }
 
     pub(super) fn listeners(&self) -> &[Listener] {
