@@ -13,6 +13,9 @@ command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need_apt+=(gcc-aarch64-linux
 command -v qemu-aarch64-static >/dev/null 2>&1 || need_apt+=(qemu-user-static)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+# Go and Debian's go-systemd: the README's Go example is built and run by tests/snippets.rs.
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/coreos/go-systemd ] || need_apt+=(golang-github-coreos-go-systemd-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt-get update -qq

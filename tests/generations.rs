@@ -310,7 +310,8 @@ fn sigkill_of_the_serving_generation() {
         if restart {
             // Clients from the moment generation 1 is gone (a connection its accept thread took
             // in the instant before SIGKILL landed is reset, and that is the kill, not init).
-            sup.init.wait_for_output("generation 1 crashed (status 137)");
+            sup.init
+                .wait_for_output("generation 1 crashed (status 137)");
             let load = load::start(LoadConfig {
                 clients: 4,
                 ..LoadConfig::new(addr)
