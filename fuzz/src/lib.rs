@@ -13,6 +13,8 @@ mod compat;
 mod config;
 #[path = "../../src/control.rs"]
 mod control;
+#[path = "../../src/fdstore.rs"]
+mod fdstore;
 #[path = "../../src/handoff/mod.rs"]
 mod handoff;
 #[path = "../../src/listen.rs"]
@@ -277,7 +279,8 @@ pub fn notify_recv(data: &[u8]) {
     };
     let before = lowest();
     let mut got = 0;
-    while let Some(m) = server.recv() {
+    // Received fds are returned with the message; dropping them closes them.
+    while let Some((m, _fds)) = server.recv() {
         assert_eq!(
             m.pid,
             std::process::id() as i32,
