@@ -1,5 +1,5 @@
 //! The service examples in the README, cut out of it and run under handoff-init as PID 1: each
-//! answers a GET, survives a handoff, keeps its watchdog fed for three intervals (no recovery
+//! answers a GET, survives a handoff, keeps its watchdog fed for two intervals (no recovery
 //! starts) and stops on SIGTERM. Go builds against Debian's go-systemd (scripts/setup.sh).
 
 mod common;
@@ -42,13 +42,15 @@ fn json_number(json: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Runs `cmd` as the service: a GET, a handoff, three watchdog intervals of keep-alives, SIGTERM.
+/// Runs `cmd` as the service: a GET, a handoff, two watchdog intervals of keep-alives, SIGTERM.
 fn check(cmd: &[&str], stop_code: i32) {
     let mut args = vec![
         "--listen",
         "tcp://127.0.0.1:0",
+        // Keep-alives every 2 s: slack for a loaded machine, where a process can wait that long
+        // for a CPU.
         "--watchdog",
-        "1s",
+        "4s",
         "--ready-timeout",
         "20s",
         "--",
@@ -60,16 +62,16 @@ fn check(cmd: &[&str], stop_code: i32) {
     let (code, out) = sup.reload();
     assert_eq!(code, 0, "{out}\n{}", sup.init.logs());
     assert!(out.starts_with("ok: generation 2 serving"), "{out}");
-    // Generation 2 feeds its watchdog: wait (on init's own clock) until it has been up for three
+    // Generation 2 feeds its watchdog: wait (on init's own clock) until it has been up for two
     // intervals, with keep-alives seen, and no recovery may have started.
-    wait_until("generation 2 up 3 watchdog intervals", || {
+    wait_until("generation 2 up 2 watchdog intervals", || {
         let json = sup.ctl(&["status", "--json"]).1;
         json_number(&json, "uptime_ms").is_some()
             && json
                 .split("\"generation\":2,")
                 .nth(1)
                 .and_then(|g| json_number(g, "uptime_ms"))
-                .is_some_and(|up| up >= 3000)
+                .is_some_and(|up| up >= 8000)
             && json.contains("\"last_keepalive_ms_ago\":")
             && !json.contains("\"last_keepalive_ms_ago\":null")
     });
