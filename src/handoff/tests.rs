@@ -614,3 +614,67 @@ fn events_say_what_is_true() {
         vec!["generation 1: ended with status 9 (pid 100, was serving)"]
     );
 }
+
+fn watched(every: u64) -> Settings {
+    Settings {
+        watchdog: Some(Duration::from_secs(every)),
+        ..settings(ReadyKind::Told)
+    }
+}
+
+fn ping(r: &mut Rig, generation: u32, ping: Ping) -> Vec<Action> {
+    r.on(Fact::Watchdog { generation, ping })
+}
+
+/// The watchdog is armed at READY=1 (as systemd arms it when the service runs), pushed by each
+/// keep-alive, re-timed by WATCHDOG_USEC=; a miss starts the replacement, and the hung one gets
+/// SIGABRT once that one is ready.
+#[test]
+fn watchdog_keepalives_push_the_deadline_and_a_miss_replaces_the_generation() {
+    let mut r = Rig::serving(watched(2));
+    assert_eq!(r.m.next_deadline(), Some(r.t + Duration::from_secs(2)));
+    r.t += Duration::from_millis(1500);
+    assert!(ping(&mut r, 1, Ping::Alive).is_empty());
+    assert_eq!(r.m.next_deadline(), Some(r.t + Duration::from_secs(2)));
+    // The service asks for 5 s from now on.
+    assert!(ping(&mut r, 1, Ping::Interval(Duration::from_secs(5))).is_empty());
+    assert_eq!(r.m.next_deadline(), Some(r.t + Duration::from_secs(5)));
+    assert!(r.after(Duration::from_millis(4999)).is_empty());
+    assert_eq!(
+        r.after(Duration::from_millis(1)),
+        vec![Action::Spawn { generation: 2 }]
+    );
+    assert_eq!(r.m.watchdog_recoveries, 1);
+    // A late keep-alive does not un-hang it: the replacement goes on.
+    assert!(ping(&mut r, 1, Ping::Alive).is_empty());
+    r.spawned(2, 200);
+    assert_eq!(
+        r.ready(2),
+        vec![Action::Signal {
+            target: target(1, 100),
+            sig: SIGABRT
+        }]
+    );
+    assert_eq!(r.state(1), Some(State::Draining));
+    // Generation 2 is watched from its own READY=1.
+    assert_eq!(
+        r.m.generation(2).and_then(|g| g.watchdog_at),
+        Some(r.t + Duration::from_secs(2))
+    );
+}
+
+/// Before READY=1 nothing is armed; a trigger while starting does nothing, and none after a
+/// shutdown signal (nothing is replaced then).
+#[test]
+fn watchdog_is_not_armed_before_ready_nor_after_shutdown() {
+    let mut r = Rig::new(watched(1));
+    r.m.start(r.t);
+    r.spawned(1, 100);
+    assert!(ping(&mut r, 1, Ping::Trigger).is_empty());
+    assert!(r.after(Duration::from_secs(3)).is_empty());
+    assert_eq!(r.m.watchdog_recoveries, 0);
+    r.ready(1);
+    r.on(Fact::Shutdown);
+    assert!(ping(&mut r, 1, Ping::Trigger).is_empty());
+    assert_eq!(r.m.watchdog_recoveries, 0);
+}
