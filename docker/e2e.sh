@@ -439,7 +439,7 @@ swarm_rolled() {
     (($(swarm_tasks "$svc" --filter health=healthy | grep -cvxF -f <(printf '%s\n' "$@")) == 2))
 }
 
-# swarm_service NAME ENTRYPOINT-ARGS...: 2 replicas on the case's overlay network, DNS round robin
+# swarm_service NAME SERVICE-ARGS...: creates (does not wait for) 2 replicas on the case's overlay network, DNS round robin
 # (this kernel has no IP_VS, which the default VIP mode needs), local image, new task first.
 swarm_service() {
     local name=$1
@@ -450,7 +450,6 @@ swarm_service() {
         --update-order start-first --update-parallelism 1 --update-delay 0s --update-monitor 1s \
         --health-cmd 'wget -q -O /dev/null http://127.0.0.1:8080/healthz' --health-interval 1s \
         --health-timeout 3s --health-retries 3 "$@" >/dev/null || fail "docker service create $name" || return 1
-    wait_until 120 "2 tasks of $name are healthy" swarm_rolled "$name" || return 1
 }
 
 # The load client (docker/loadclient) in a container on the same network: it resolves the
@@ -487,14 +486,14 @@ swarm_load_stop() {
 }
 
 # Two loads at once, so a stop is tested both ways: "fast" (4 clients, 20 ms requests: many new
-# connections while tasks change) and "slow" (12 clients, 8 s requests, started 0.67 s apart:
+# connections while tasks change) and "slow" (24 clients, 8 s requests, started 0.33 s apart:
 # always some in flight when a task is stopped, which only a graceful drain completes). Swarm takes
 # a task out of DNS 2 s before it sends the stop signal (moby's defaultGossipConvergeDelay), and
 # the example image serves 2 s more (--stop-delay): requests of 8 s are still in flight then.
 # swarm_loads_start PREFIX SERVICE: starts both and waits until the fast one has been answered.
 swarm_loads_start() {
     swarm_load_start "$1-fast" "$2" 4 20 || return 1
-    swarm_load_start "$1-slow" "$2" 12 8000 || return 1
+    swarm_load_start "$1-slow" "$2" 24 8000 || return 1
     wait_until 30 "the fast load runs" swarm_load_reached "$1-fast" 50 || return 1
 }
 
@@ -550,16 +549,16 @@ swarm_update() {
 cleanup_f() {
     local s deadline=$(($(now_ms) + 60000))
     for s in ${swarm_services[@]+"${swarm_services[@]}"}; do docker service rm "$s" >/dev/null 2>&1; done
-    # The engine removes a removed service's containers by itself, a moment later: wait for that,
-    # so no container keeps the network or the images.
+    # Without its service no task is restarted: remove the containers at once (the engine would,
+    # after their stop), load clients too, so none keeps the network or the images.
+    local ids
+    mapfile -t ids < <(docker ps -aq --filter "name=^$prefix-f-" 2>/dev/null)
+    ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1
     for s in ${swarm_services[@]+"${swarm_services[@]}"}; do
         while [[ -n $(docker ps -aq --filter "label=com.docker.swarm.service.name=$s") ]] && (($(now_ms) < deadline)); do
             sleep 0.2
         done
     done
-    local ids
-    mapfile -t ids < <(docker ps -aq --filter "name=^$prefix-f-" 2>/dev/null)
-    ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null 2>&1
     if [[ -n $swarm_net ]]; then
         until docker network rm "$swarm_net" >/dev/null 2>&1 || (($(now_ms) >= deadline)); do sleep 0.2; done
     fi
@@ -598,9 +597,12 @@ case_f() {
     # The example image: HANDOFF_GRACE=20s, and 2s of --stop-delay (counted within it) so a client
     # that resolved the task's address just before the engine removed it from DNS is still served.
     # Both fit in --stop-grace-period 30s, as Kubernetes' terminationGracePeriodSeconds.
-    local svc
-    svc=$(cname web)
+    local svc plain
+    svc=$(cname web) plain=$(cname plain)
     swarm_service "$svc" --stop-grace-period 30s --env HANDOFF_STOP_DELAY=2s "$repo:example" || return 1
+    # The control (below) starts meanwhile.
+    swarm_service "$plain" --stop-grace-period 1s --entrypoint /app/start-http.sh "$repo:noinit" || return 1
+    wait_until 120 "2 tasks of $svc are healthy" swarm_rolled "$svc" || return 1
     # Both halves of a graceful stop in every old task: init's SIGTERM line, the service's drain.
     want_failed=0 want_slow_failed="" want_exit=0 want_logs=("received SIGTERM" "graceful shutdown complete") want_no_log=""
     swarm_update "$svc" "$(cname load-update)" "swarm: service update --force" || return 1
@@ -622,12 +624,11 @@ case_f() {
     # Control: the same service without handoff-init, sh start.sh as PID 1. The kernel drops
     # SIGTERM for a PID 1 without a handler, so the engine SIGKILLs each old task at its
     # --stop-grace-period, 1 s here: 3 s after it left DNS, before the slow load's requests in
-    # flight there are answered (each in flight has 8 s × 5/8 = 5/8 odds to fail; 12 clients on
-    # 2 tasks: all finishing in time has odds of about (3/8)^12, 1 in 130 000).
+    # flight there are answered. Each request in flight then fails with odds 5/8 (more than 3 s of
+    # its 8 s left); with 3 tasks in DNS as each old one stops, about 8 of the 24 are in flight
+    # on it: all 16 finishing in time has odds of about (3/8)^16, 1 in 6 million.
     # The fast load's failures are reported, not asserted: they depend on what is in flight then.
-    local plain
-    plain=$(cname plain)
-    swarm_service "$plain" --stop-grace-period 1s --entrypoint /app/start-http.sh "$repo:noinit" || return 1
+    wait_until 120 "2 tasks of $plain are healthy" swarm_rolled "$plain" || return 1
     want_failed="" want_slow_failed=1 want_exit=137 want_logs=() want_no_log="graceful shutdown complete"
     swarm_update "$plain" "$(cname load-plain)" "control, sh start.sh as PID 1: service update --force" || return 1
 }
