@@ -439,8 +439,9 @@ swarm_rolled() {
     (($(swarm_tasks "$svc" --filter health=healthy | grep -cvxF -f <(printf '%s\n' "$@")) == 2))
 }
 
-# swarm_service NAME SERVICE-ARGS...: creates (does not wait for) 2 replicas on the case's overlay network, DNS round robin
-# (this kernel has no IP_VS, which the default VIP mode needs), local image, new task first.
+# swarm_service NAME SERVICE-ARGS...: creates (does not wait for) 2 replicas on the case's overlay
+# network, DNS round robin (this kernel has no IP_VS, which the default VIP mode needs), the local
+# image, new task first.
 swarm_service() {
     local name=$1
     shift
@@ -594,9 +595,10 @@ case_f() {
     swarm_net=$(cname net)
     docker network create --driver overlay --attachable "$swarm_net" >/dev/null || fail "docker network create" || return 1
 
-    # The example image: HANDOFF_GRACE=20s, and 2s of --stop-delay (counted within it) so a client
-    # that resolved the task's address just before the engine removed it from DNS is still served.
-    # Both fit in --stop-grace-period 30s, as Kubernetes' terminationGracePeriodSeconds.
+    # The example image: HANDOFF_GRACE=20s, and 2 s of --stop-delay counted within it, as in the
+    # Kubernetes manifest (Swarm itself already waits 2 s between taking a task out of DNS and
+    # stopping it; the stop delay is for orchestrators that do not). Both fit in
+    # --stop-grace-period 30s, Swarm's terminationGracePeriodSeconds.
     local svc plain
     svc=$(cname web) plain=$(cname plain)
     swarm_service "$svc" --stop-grace-period 30s --env HANDOFF_STOP_DELAY=2s "$repo:example" || return 1
