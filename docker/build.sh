@@ -151,8 +151,10 @@ main() {
         DOCKER_BUILDKIT=0 docker build --quiet --target "$target" -t "$repo:$target" "$ctx" >/dev/null 2>"$ctx/build-$target.err" \
             || { cat "$ctx/build-$target.err" >&2; die "docker build $repo:$target failed"; }
     done
-    # Rebuilt tags leave their previous images dangling: remove ours (and only ours).
-    docker image prune -f --filter label=handoff-init-test=1 >/dev/null 2>&1 || true
+    # Rebuilt tags leave their previous images dangling: remove ours (and only ours), once they
+    # are 10 minutes old. A build running at the same time (another checkout) has dangling
+    # intermediate images too, younger: pruning those broke it ("No such image").
+    docker image prune -f --filter label=handoff-init-test=1 --filter until=10m >/dev/null 2>&1 || true
     log "images: $repo:local $repo:noinit $repo:example"
 }
 
