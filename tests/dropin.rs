@@ -524,6 +524,41 @@ fn ctrl_z_under_a_terminal_stops_the_job_and_cont_resumes_it() {
     }
 }
 
+#[test]
+fn ctrl_z_and_fg_in_an_interactive_shell() {
+    // What a user does: run init as a job of an interactive shell, Ctrl-Z, then `fg`. The shell
+    // sees its job stop only if init stops, and `fg` gives the terminal to init's group: init
+    // must hand it on to the command's group, or the command wakes up in the background.
+    let pty = Pty::spawn(&["bash", "--norc", "--noprofile", "-i"]);
+    let shell = pty.guard.0.id() as i32;
+    pty.type_keys(format!("exec 2>&1; {INIT} -- sleep 1000\n").as_bytes());
+    let (mut init, mut job) = (0, 0);
+    wait_until("the job to hold the terminal", || {
+        init = children(shell).first().copied().unwrap_or(0);
+        job = children(init).first().copied().unwrap_or(0);
+        job != 0 && stat(job).is_some_and(|s| s.4 == s.2 && s.2 == job)
+    });
+    pty.type_keys(b"\x1a");
+    wait_state(job, "stopped by Ctrl-Z", stopped);
+    wait_state(init, "stopped with its job", stopped);
+    // The shell took the terminal back: its own group is the foreground.
+    wait_until("the shell to get the terminal back", || {
+        stat(shell).is_some_and(|s| s.4 == shell)
+    });
+    pty.type_keys(b"fg\n");
+    wait_state(init, "running", running);
+    wait_state(job, "running", running);
+    wait_until("the command's group to hold the terminal again", || {
+        stat(job).is_some_and(|s| s.4 == job)
+    });
+    pty.type_keys(b"\x03");
+    wait_until("init to exit", || state(init).is_none_or(|s| s == 'Z'));
+    pty.type_keys(b"echo status=$?\n");
+    wait_until("the shell to report init's status", || {
+        pty.output().contains("status=130")
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. The peers' environment switches
 
