@@ -565,51 +565,56 @@ fn ctrl_z_and_fg_in_an_interactive_shell() {
 #[test]
 fn peer_environment_switches() {
     need_unshare!();
-    let run = |env: &[(&str, &str)]| {
-        let mut init = start_env(true, &["--", "sh", "-c", "exit 0"], env);
-        let code = init.wait_exit();
-        (code, init.stderr())
-    };
-    let (code, err) = run(&[("DUMB_INIT_DEBUG", "1")]);
-    assert_eq!(code, 0);
-    assert!(
-        err.contains("started 'sh'") && err.contains("shutdown: grace"),
-        "{err}"
-    );
-    let (code, err) = run(&[("TINI_VERBOSITY", "2")]);
-    assert_eq!(code, 0);
-    assert!(
-        err.contains("started 'sh'") && !err.contains("shutdown: grace"),
-        "{err}"
-    );
-    let (code, err) = run(&[("TINI_VERBOSITY", "3")]);
-    assert_eq!(code, 0);
-    assert!(err.contains("shutdown: grace"), "{err}");
-    // -q moves down from the environment's level, as tini's -v moves up from it.
-    let mut init = start_env(
-        true,
-        &["-q", "--", "sh", "-c", "exit 0"],
-        &[("TINI_VERBOSITY", "2")],
-    );
-    assert_eq!(init.wait_exit(), 0);
-    assert_eq!(init.stderr(), "");
-    let (code, err) = run(&[("TINI_VERBOSITY", "loud")]);
-    assert_eq!(code, 2);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("invalid TINI_VERBOSITY 'loud'"), "{err}");
-    // Accepted and already true: subreaper, process group.
-    let (code, err) = run(&[("TINI_SUBREAPER", "1"), ("TINI_KILL_PROCESS_GROUP", "1")]);
-    assert_eq!((code, err.as_str()), (0, ""));
+    for pid1 in MODES {
+        let run = |env: &[(&str, &str)]| {
+            let mut init = start_env(pid1, &["--", "sh", "-c", "exit 0"], env);
+            let code = init.wait_exit();
+            (code, init.stderr())
+        };
+        let (code, err) = run(&[("DUMB_INIT_DEBUG", "1")]);
+        assert_eq!(code, 0);
+        assert!(
+            err.contains("started 'sh'") && err.contains("shutdown: grace"),
+            "{err}"
+        );
+        let (code, err) = run(&[("TINI_VERBOSITY", "2")]);
+        assert_eq!(code, 0);
+        assert!(
+            err.contains("started 'sh'") && !err.contains("shutdown: grace"),
+            "{err}"
+        );
+        let (code, err) = run(&[("TINI_VERBOSITY", "3")]);
+        assert_eq!(code, 0);
+        assert!(err.contains("shutdown: grace"), "{err}");
+        // -q moves down from the environment's level (tini would let the variable override it).
+        let mut init = start_env(
+            pid1,
+            &["-q", "--", "sh", "-c", "exit 0"],
+            &[("TINI_VERBOSITY", "2")],
+        );
+        assert_eq!(init.wait_exit(), 0);
+        assert_eq!(init.stderr(), "");
+        let (code, err) = run(&[("TINI_VERBOSITY", "loud")]);
+        assert_eq!(code, 2);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("invalid TINI_VERBOSITY 'loud'"), "{err}");
+        // Accepted and already true: subreaper, process group.
+        let (code, err) = run(&[("TINI_SUBREAPER", "1"), ("TINI_KILL_PROCESS_GROUP", "1")]);
+        assert_eq!((code, err.as_str()), (0, ""), "pid1={pid1}");
+    }
 }
 
 #[test]
 fn dumb_init_setsid_0_signals_only_the_command() {
     need_unshare!();
-    for (env, both) in [
-        (&[("DUMB_INIT_SETSID", "0")][..], false),
-        (&[("DUMB_INIT_SETSID", "1")][..], true),
-        (&[("TINI_KILL_PROCESS_GROUP", "1")][..], true),
-    ] {
+    for (pid1, (env, both)) in MODES.into_iter().flat_map(|m| {
+        [
+            (&[("DUMB_INIT_SETSID", "0")][..], false),
+            (&[("DUMB_INIT_SETSID", "1")][..], true),
+            (&[("TINI_KILL_PROCESS_GROUP", "1")][..], true),
+        ]
+        .map(|case| (m, case))
+    }) {
         let dir = TempDir::new();
         let (r1, r2) = (dir.path("r1"), dir.path("r2"));
         let script = format!(
@@ -621,6 +626,7 @@ fn dumb_init_setsid_0_signals_only_the_command() {
             dir,
             &["--", "sh", "-c", &script],
             Opts {
+                pid1,
                 env,
                 ..Opts::default()
             },
@@ -634,7 +640,11 @@ fn dumb_init_setsid_0_signals_only_the_command() {
         let bg = init.find(r1.to_str().unwrap())[0];
         kill(bg, libc::SIGUSR2);
         wait_report(&r1, "got SIGUSR2");
-        assert_eq!(got(&r1).contains(&"SIGUSR1".to_string()), both, "{env:?}");
+        assert_eq!(
+            got(&r1).contains(&"SIGUSR1".to_string()),
+            both,
+            "pid1={pid1} {env:?}"
+        );
         init.signal(libc::SIGTERM);
         assert_eq!(init.wait_exit(), 0, "{}", init.logs());
     }
