@@ -349,16 +349,19 @@ pub fn parse_remap(rule: &str) -> Result<(u8, u8), String> {
 }
 
 /// `500ms`, `10s`, `1.5s`, `2m`, `1h`, `1m30s`, `250us`; a bare number is seconds (as systemd).
+/// In integer nanoseconds: float parsing would add ~15 KB to the binary for this alone.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let bad = |why: &str| format!("'{text}' is not a duration ({why}; e.g. 500ms, 10s, 1m)");
     if t.is_empty() {
         return Err(bad("empty"));
     }
-    if let Ok(secs) = t.parse::<f64>() {
-        return seconds(secs).ok_or_else(|| bad("out of range"));
+    let bare = t.strip_prefix('+').unwrap_or(t);
+    if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let ns = nanos(bare, NS_PER_SEC).ok_or_else(|| bad("bad number"))?;
+        return seconds(ns).ok_or_else(|| bad("out of range"));
     }
-    let mut total = 0f64;
+    let mut total: u128 = 0;
     let mut rest = t;
     while !rest.is_empty() {
         let num_len = rest
@@ -367,30 +370,52 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if num_len == 0 {
             return Err(bad("expected a number"));
         }
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad("bad number"))?;
+        let number = &rest[..num_len];
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" | "sec" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" | "sec" => NS_PER_SEC,
+            "m" | "min" => 60 * NS_PER_SEC,
+            "h" => 3600 * NS_PER_SEC,
             "" => return Err(bad("missing unit")),
             _ => return Err(bad("unknown unit")),
         };
-        total += value * scale;
+        total = total.saturating_add(nanos(number, scale).ok_or_else(|| bad("bad number"))?);
         rest = &rest[unit_len..];
     }
     seconds(total).ok_or_else(|| bad("out of range"))
 }
 
-fn seconds(secs: f64) -> Option<Duration> {
+const NS_PER_SEC: u128 = 1_000_000_000;
+
+/// `DIGITS[.DIGITS]` (either side may be empty, not both) times `scale` nanoseconds, saturating;
+/// fraction digits below a nanosecond are dropped.
+fn nanos(number: &str, scale: u128) -> Option<u128> {
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return None;
+    }
+    let digit = |b: u8| u128::from(b - b'0');
+    let mut ns = whole
+        .bytes()
+        .fold(0u128, |n, b| n.saturating_mul(10).saturating_add(digit(b)))
+        .saturating_mul(scale);
+    let mut div = 1u128;
+    for b in frac.bytes().take(24) {
+        div *= 10;
+        ns = ns.saturating_add(digit(b) * scale / div);
+    }
+    Some(ns)
+}
+
+fn seconds(ns: u128) -> Option<Duration> {
     // A year is far beyond any sensible grace or timeout; larger values are typos.
-    (secs.is_finite() && (0.0..=31_536_000.0).contains(&secs))
-        .then(|| Duration::from_secs_f64(secs))
+    (ns <= 31_536_000 * NS_PER_SEC)
+        .then(|| Duration::new((ns / NS_PER_SEC) as u64, (ns % NS_PER_SEC) as u32))
 }
 
 #[cfg(test)]
@@ -407,12 +432,43 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("+5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration(".5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5."), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1.0000000019"), Ok(Duration::new(1, 1)));
+        assert_eq!(parse_duration("1.5us"), Ok(Duration::from_nanos(1500)));
+        assert_eq!(parse_duration("8760h"), Ok(Duration::from_secs(31_536_000)));
+        assert_eq!(
+            parse_duration(" 2m0.5s "),
+            Ok(Duration::from_millis(120_500))
+        );
     }
 
     #[test]
     fn bad_durations() {
         for bad in [
-            "", "10x", "ms", "-1s", "1.2.3s", "s10", "1e400", "-5", "10 s", "9999999h",
+            "",
+            "10x",
+            "ms",
+            "-1s",
+            "1.2.3s",
+            "s10",
+            "1e400",
+            "-5",
+            "10 s",
+            "9999999h",
+            ".",
+            "..",
+            "1..s",
+            "+",
+            "+s",
+            "8760h1us",
+            "31536000.000000001",
+            "inf",
+            "NaN",
+            "1e3",
+            "99999999999999999999999999999999999999999999999999",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }

@@ -72,9 +72,14 @@ pub fn dur(d: std::time::Duration) -> String {
     } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
-        // 1.999 s rounds to "2.00": trim the zeros and then the point, or it shows as "2.s".
-        let s = format!("{:.2}", d.as_secs_f64());
-        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+        // Hundredths, rounded half up (1.999 s shows as "2s"); integers keep float formatting,
+        // ~7 KB, out of the binary.
+        let cs = (d.as_nanos() + 5_000_000) / 10_000_000;
+        match cs % 100 {
+            0 => format!("{}s", cs / 100),
+            f if f % 10 == 0 => format!("{}.{}s", cs / 100, f / 10),
+            f => format!("{}.{f:02}s", cs / 100),
+        }
     }
 }
 
@@ -115,5 +120,8 @@ mod tests {
         // Found by the `duration` fuzz target: these round up to a whole second.
         assert_eq!(dur(Duration::from_millis(1999)), "2s");
         assert_eq!(dur(Duration::from_micros(9_999_900)), "10s");
+        assert_eq!(dur(Duration::from_millis(1050)), "1.05s");
+        assert_eq!(dur(Duration::from_millis(1004)), "1s");
+        assert_eq!(dur(Duration::from_millis(61_500)), "61.5s");
     }
 }
