@@ -14,7 +14,8 @@
 # build from a fresh clone of the same commit, in another directory, is byte-identical; the
 # saved image, loaded again, serves a multi-stage build with
 # `COPY --from=handoff-init:VERSION /handoff-init /sbin/handoff-init` whose init runs as PID 1 of
-# a container (version, exit status). The images it made are removed at the end: dist/ has them.
+# a container (version, exit status); `cargo install --path .` installs handoff-init alone. The
+# images it made are removed at the end: dist/ has them.
 # Needs root, Docker, and what scripts/setup.sh installs (it runs it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -116,5 +117,11 @@ status=0
 docker run --rm "$check" -- /bin/busybox sh -c 'exit 7' || status=$?
 [ "$status" = 7 ] || die "handoff-init -- sh -c 'exit 7' in the checked image exited $status"
 echo "release: COPY --from=handoff-init:$version /handoff-init /sbin/handoff-init: $got; exit status passed through"
+# What `cargo install --path .` gives a user: handoff-init alone (the test service is a workspace
+# member of its own).
+cargo install --quiet --locked --path . --root "$tmp/install" --target-dir "$root/target/install" 2>/dev/null
+installed=$(ls "$tmp/install/bin")
+[ "$installed" = handoff-init ] || die "cargo install --path . installs: $(echo "$installed")"
+echo "release: cargo install --path . installs bin/$installed alone"
 echo "release: ok: dist/"
 (cd "$dist" && ls -l | tail -n +2 | awk '{ printf "release:   %10s  %s\n", $5, $9 }')
