@@ -120,13 +120,14 @@ case_a() {
     local c t code logs bad=0 base limit
     # Baseline: docker's own stop round trip on this machine, with the service itself as PID 1
     # (it blocks and sigwaits SIGTERM, so the kernel delivers it and it exits at once). "Fast"
-    # below means within 1.5 s of this, and in any case under half of docker's timeout: on an idle
-    # machine the baseline is ~0.15 s, on a machine with a load of hundreds it reached 2 s.
+    # below means within 3 s of this, and in any case well under docker's 10 s timeout (whose
+    # SIGKILL would also show as exit 137): on an idle machine the baseline is ~0.15 s, on a
+    # machine with a load of hundreds it reached 3.4 s, and a stop there took 1.5 s more.
     c=$(cname baseline)
     run_detached "$c" --entrypoint /usr/local/bin/handoff-testsvc "$repo:noinit" wait || return 1
     wait_until 30 "the service waits for signals" svc_waiting "$c" || return 1
     base=$(stop_ms "$c" 10) || return 1
-    limit=$((base + 1500 < 5000 ? base + 1500 : 5000))
+    limit=$((base + 3000 < 8000 ? base + 3000 : 8000))
     say "    baseline (the service as PID 1): docker stop -t 10 took $base ms, exit $(exit_code "$c"); fast = under $limit ms"
     record "baseline: service as PID 1, docker stop -t 10" "$base ms, exit $(exit_code "$c")"
     expect_eq "baseline exit code" "$(exit_code "$c")" 0 || return 1

@@ -195,10 +195,9 @@ fn shutdown_during_a_handoff_stops_both_generations_gracefully() {
     wait_until("generation 2 starting", || {
         sup.status().contains("generation 2 pid")
     });
-    // Generation 2 has blocked its signals (it logs after doing so) and waits out its start delay.
-    wait_until("generation 2 handles signals", || {
-        sup.init.stderr().matches("listening on fd=3").count() == 2
-    });
+    // Generation 2 handles signals and waits out its start delay: the test service logs its start
+    // delay once its signals are blocked ("listening on" comes before that).
+    sup.init.wait_for_output("start delay 60000 ms");
     let started = std::time::Instant::now();
     sup.init.signal(libc::SIGTERM);
     assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
@@ -796,7 +795,8 @@ fn what_a_drained_generation_leaves_behind_is_killed_at_the_drain_deadline() {
     let start = dir.script(
         "start.sh",
         &format!(
-            "#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 1 ]; then sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & fi\nexec {SVC} http\n"
+            "#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 1 ]; then sh -c 'trap \"\" TERM; : > {trapped}; while :; do sleep 0.05; done' & fi\nexec {SVC} http\n",
+            trapped = dir.path("trapped").display()
         ),
     );
     let sup = Sup::start(
@@ -811,6 +811,10 @@ fn what_a_drained_generation_leaves_behind_is_killed_at_the_drain_deadline() {
         true,
     );
     sup.wait_serving(1);
+    // Once its trap is set: a SIGTERM before that would simply end it.
+    wait_until("the helper ignores SIGTERM", || {
+        dir.path("trapped").exists()
+    });
     let stubborn = sup.init.find_one("trap");
     let (code, out) = sup.reload();
     assert_eq!(code, 0, "{out}");
