@@ -356,6 +356,13 @@ fn rewrite_overrides_the_job_control_defaults() {
         // TTOU kept its default: SIGSTOP.
         init.signal(libc::SIGTTOU);
         wait_state(svc, "stopped", stopped);
+        // Init stops itself after forwarding the stop: a SIGCONT before that would be spent
+        // on a running init, which then stops with the job still stopped.
+        wait_state(
+            init.pid(),
+            "in its state after a stop",
+            init_after_stop(pid1),
+        );
         init.signal(libc::SIGCONT);
         wait_state(svc, "running", running);
         wait_until("the third SIGCONT", || conts(&r) == 3);
