@@ -2,6 +2,7 @@
 //! stop delay for load balancers, in-place reloads. The real binary as PID 1 in a fresh PID
 //! namespace, under client load where a generation should serve.
 
+#[macro_use]
 mod common;
 #[path = "support/load.rs"]
 mod load;
@@ -13,14 +14,6 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use sup::*;
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 /// start.sh: generation 1 runs the service with `gen1`, generation 2 with `gen2`, every later
 /// one plainly.

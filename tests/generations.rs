@@ -4,6 +4,7 @@
 //! failed requests where a generation should serve, exact exit codes, and zero processes left of
 //! a failed or drained generation.
 
+#[macro_use]
 mod common;
 #[path = "support/load.rs"]
 mod load;
@@ -17,14 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use sup::*;
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 /// Live processes below init that belong to generation `generation` (their environment says
 /// so: every process a generation starts inherits HANDOFF_GENERATION).

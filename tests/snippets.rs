@@ -2,6 +2,7 @@
 //! answers a GET, survives a handoff, keeps its watchdog fed for two intervals (no recovery
 //! starts) and stops on SIGTERM. Go builds against Debian's go-systemd (scripts/setup.sh).
 
+#[macro_use]
 mod common;
 #[path = "support/load.rs"]
 mod load;
@@ -12,14 +13,6 @@ use common::*;
 use std::fs;
 use std::process::Command;
 use sup::*;
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 /// The fenced block right after `<!-- snippet: NAME -->` in README.md.
 fn snippet(name: &str) -> String {

@@ -543,3 +543,14 @@ impl Drop for KillPids {
         }
     }
 }
+
+/// Returns from a test where PID namespaces are not available (and HANDOFF_REQUIRE_UNSHARE is not
+/// set: then `can_unshare` fails the test). For the test files that `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! need_unshare {
+    () => {
+        if !$crate::common::can_unshare() {
+            return;
+        }
+    };
+}
