@@ -208,6 +208,14 @@ pub fn parse_rewrite(rule: &str) -> Result<(i32, i32), String> {
     let from =
         signals::parse(from, false).map_err(|e| format!("invalid --rewrite '{rule}': {e}"))?;
     let to = signals::parse(to, true).map_err(|e| format!("invalid --rewrite '{rule}': {e}"))?;
+    // Init never receives KILL or STOP (the kernel acts on it) and reaps on CHLD: a rule from
+    // them could never apply. Any signal may be sent, KILL included (`TERM:KILL`).
+    if !signals::receivable(from) {
+        return Err(format!(
+            "invalid --rewrite '{rule}': init never forwards {}",
+            signals::name(from)
+        ));
+    }
     Ok((from, to))
 }
 
@@ -227,6 +235,31 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         || cli.drain_timeout.is_some()
         || cli.ready_timeout.is_some()
         || cli.stop_signal.is_some();
+    // Checked even when nothing else asks for a supervisor: an empty or overlong path is a typo.
+    let path = |v: &Option<String>, name: &str, longest: usize| {
+        v.as_deref()
+            .map(|p| {
+                if p.is_empty() {
+                    Err(format!("invalid --{name} '': expected a path"))
+                } else if p.len() > longest {
+                    Err(format!(
+                        "invalid --{name}: too long for a unix socket path ({} bytes, at most {longest})",
+                        p.len()
+                    ))
+                } else {
+                    Ok(std::path::PathBuf::from(p))
+                }
+            })
+            .transpose()
+    };
+    let max = crate::listen::MAX_UNIX_PATH;
+    let control = path(&cli.control, "control", max)?;
+    let sockets_in_dir = if control.is_some() {
+        "/notify.sock"
+    } else {
+        "/control.sock"
+    };
+    let runtime_dir = path(&cli.runtime_dir, "runtime-dir", max - sockets_in_dir.len())?;
     if !wanted {
         return Ok(None);
     }
@@ -236,6 +269,14 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         .enumerate()
         .map(|(i, s)| crate::listen::Spec::parse(s, i))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, l) in listen.iter().enumerate() {
+        if listen[..i].iter().any(|o| o.name == l.name) {
+            return Err(format!(
+                "duplicate --listen name '{}': each listener needs its own (NAME=URL)",
+                l.name
+            ));
+        }
+    }
     let dur = |v: &Option<String>, name: &str, default: &str| {
         parse_duration(v.as_deref().unwrap_or(default))
             .map_err(|e| format!("invalid --{name}: {e}"))
@@ -270,6 +311,12 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         }
     };
     let handoff_signal = match sig(&cli.handoff_signal, "handoff-signal")? {
+        Some(s) if !signals::receivable(s) => {
+            return Err(format!(
+                "invalid --handoff-signal: init never receives {}",
+                signals::name(s)
+            ));
+        }
         Some(s) => Some(s),
         None if !listen.is_empty() => Some(libc::SIGHUP),
         None => None,
@@ -325,8 +372,8 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         watchdog,
         reload_signal: sig(&cli.reload_signal, "reload-signal")?,
         fdstore_max,
-        control: cli.control.as_deref().map(Into::into),
-        runtime_dir: cli.runtime_dir.as_deref().map(Into::into),
+        control,
+        runtime_dir,
     }))
 }
 
@@ -487,6 +534,16 @@ mod tests {
         assert!(parse_rewrite("0:TERM").is_err());
         assert!(parse_rewrite("FOO:TERM").unwrap_err().contains("FOO"));
         assert!(parse_rewrite("TERM:BAR").is_err());
+        assert_eq!(
+            parse_rewrite("TERM:KILL"),
+            Ok((libc::SIGTERM, libc::SIGKILL))
+        );
+        for never in ["KILL:TERM", "STOP:0", "CHLD:HUP"] {
+            assert!(
+                parse_rewrite(never).unwrap_err().contains("never"),
+                "{never}"
+            );
+        }
     }
 
     fn rewrites(args: &[&str]) -> [i32; signals::MAX as usize + 1] {

@@ -11,10 +11,19 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-/// More than this many open control connections: the oldest is dropped.
-const MAX_CLIENTS: usize = 32;
+/// Idle connections (no complete request yet) at most, whatever the fd limit allows.
+const MAX_IDLE: usize = 32;
+/// Connections waiting for a reload's answer at most; they are never evicted by idle ones.
+const MAX_WAITING: usize = 64;
+/// Connections accepted per wake-up at most.
+const ACCEPT_BATCH: usize = 16;
+/// A client has this long from connect to send its request line.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// With no fd to spare even for the reserve trick, the listener rests this long.
+const PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, PartialEq)]
 pub enum Request {
@@ -59,13 +68,28 @@ struct Client {
     busy: bool,
     /// The request asked for JSON.
     json: bool,
+    /// Closed if no whole request line came by then.
+    deadline: Instant,
 }
 
 pub struct Server {
     listener: UnixListener,
-    path: PathBuf,
+    /// Removed on drop, if it is still our socket.
+    _file: crate::listen::SocketFile,
     clients: Vec<Client>,
     next_id: u64,
+    /// Idle connections allowed: MAX_IDLE, fewer under a low RLIMIT_NOFILE.
+    idle_cap: usize,
+    /// An fd held in reserve (/dev/null): when accept(2) fails with EMFILE, closing it makes
+    /// room to accept and at once close the connection, so the listener stops being readable
+    /// instead of waking init in a busy loop.
+    reserve: Option<std::os::fd::OwnedFd>,
+    /// The listener is not polled until then (no fd at all could be freed).
+    paused_until: Option<Instant>,
+}
+
+fn open_reserve() -> Option<std::os::fd::OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(Into::into)
 }
 
 impl Server {
@@ -76,24 +100,38 @@ impl Server {
                 path.display()
             ));
         }
-        std::fs::remove_file(path).ok();
+        // Only a stale socket is removed; a file, a symlink or a live socket is an error.
+        crate::listen::remove_stale(&path.to_path_buf())
+            .map_err(|e| format!("control socket: {e}"))?;
         let listener = UnixListener::bind(path)
             .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
+        let file = crate::listen::SocketFile::bound(path);
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).ok();
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("control socket: {e}"))?;
+        // A quarter of what is left above init's own few fds, so clients alone never exhaust
+        // the table (spawning a generation needs a pipe, notify fds are closed at once).
+        let nofile = crate::sys::nofile_limit();
+        let idle_cap = (nofile.saturating_sub(16) / 4).clamp(2, MAX_IDLE);
         Ok(Server {
             listener,
-            path: path.to_path_buf(),
+            _file: file,
             clients: Vec::new(),
             next_id: 1,
+            idle_cap,
+            reserve: open_reserve(),
+            paused_until: None,
         })
     }
 
-    /// What to poll: the listener, then clients whose request is not complete yet.
+    /// What to poll: the listener (unless it rests), then clients whose request is not
+    /// complete yet.
     pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
-        let mut v = vec![self.listener.as_fd()];
+        let mut v = Vec::new();
+        if self.paused_until.is_none() {
+            v.push(self.listener.as_fd());
+        }
         v.extend(
             self.clients
                 .iter()
@@ -103,9 +141,34 @@ impl Server {
         v
     }
 
-    /// Accepts and reads whatever is there; returns complete requests.
+    /// When the loop must wake for us: the earliest request deadline, or the end of a pause.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.clients
+            .iter()
+            .filter(|c| !c.busy)
+            .map(|c| c.deadline)
+            .chain(self.paused_until)
+            .min()
+    }
+
+    /// Reads what clients sent, accepts a bounded batch of new ones, drops those past their
+    /// deadline; returns the complete requests.
     pub fn service(&mut self) -> Vec<Request> {
-        while let Ok((stream, _)) = self.listener.accept() {
+        let now = Instant::now();
+        if self.paused_until.is_some_and(|t| t <= now) {
+            self.paused_until = None;
+        }
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for c in self.clients.iter_mut().filter(|c| !c.busy) {
+            read_request(c, &mut out, &mut gone);
+        }
+        self.clients.retain(|c| !gone.contains(&c.id));
+        for _ in 0..ACCEPT_BATCH {
+            if self.paused_until.is_some() {
+                break;
+            }
+            let Some(stream) = self.accept() else { break };
             let me = nix::unistd::geteuid().as_raw();
             let uid = socket::getsockopt(&stream, sockopt::PeerCredentials)
                 .map(|c| c.uid())
@@ -117,62 +180,90 @@ impl Server {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            if self.clients.len() >= MAX_CLIENTS {
-                self.clients.remove(0);
-            }
-            self.clients.push(Client {
+            let mut c = Client {
                 json: false,
                 id: self.next_id,
                 stream,
                 buf: Vec::new(),
                 busy: false,
-            });
+                deadline: now + REQUEST_DEADLINE,
+            };
             self.next_id += 1;
+            // The request is usually there already: read it before anyone can be evicted.
+            let mut gone = Vec::new();
+            read_request(&mut c, &mut out, &mut gone);
+            if gone.is_empty() {
+                self.clients.push(c);
+                self.evict_idle(self.idle_cap);
+            }
         }
-        let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for c in self.clients.iter_mut().filter(|c| !c.busy) {
-            let mut chunk = [0u8; 256];
-            match c.stream.read(&mut chunk) {
-                Ok(0) => gone.push(c.id),
-                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => gone.push(c.id),
+        // Past the deadline without a whole request line: closed (a waiting reload has sent
+        // its request and has no deadline).
+        self.clients.retain(|c| c.busy || c.deadline > now);
+        let waiting = self.clients.iter().filter(|c| c.busy).count();
+        if waiting > MAX_WAITING {
+            let extra: Vec<u64> = out
+                .iter()
+                .rev()
+                .take(waiting - MAX_WAITING)
+                .map(|r| match r {
+                    Request::Reload { client, .. } | Request::Status { client, .. } => *client,
+                })
+                .collect();
+            out.retain(|r| match r {
+                Request::Reload { client, .. } | Request::Status { client, .. } => {
+                    !extra.contains(client)
+                }
+            });
+            for id in extra {
+                self.reply(id, "error: too many control clients waiting\n");
             }
-            if c.buf.len() > 1024 {
-                gone.push(c.id);
-                continue;
-            }
-            if let Some(end) = c.buf.iter().position(|&b| b == b'\n') {
-                let line = String::from_utf8_lossy(&c.buf[..end]).trim().to_string();
-                c.busy = true;
-                match parse_request(&line) {
-                    Some(Ask::Reload { json, in_place }) => {
-                        c.json = json;
-                        out.push(Request::Reload {
-                            client: c.id,
-                            json,
-                            in_place,
-                        });
-                    }
-                    Some(Ask::Status { json }) => {
-                        c.json = json;
-                        out.push(Request::Status { client: c.id, json });
-                    }
-                    None => {
-                        c.stream.set_nonblocking(false).ok();
-                        writeln!(
-                            c.stream,
-                            "error: unknown request '{line}' (reload or status)"
-                        )
-                        .ok();
-                        gone.push(c.id);
+        }
+        out
+    }
+
+    /// One connection from the listener. On EMFILE/ENFILE the oldest idle client makes room;
+    /// with none, the reserve fd does (the connection is accepted and closed at once); with no
+    /// reserve either, the listener rests for PAUSE. Never leaves it readable and unserved.
+    fn accept(&mut self) -> Option<UnixStream> {
+        match self.listener.accept() {
+            Ok((s, _)) => Some(s),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                if self.evict_idle(self.idle_count().saturating_sub(1)) {
+                    return self.listener.accept().ok().map(|(s, _)| s);
+                }
+                if self.reserve.take().is_some() {
+                    drop(self.listener.accept());
+                    self.reserve = open_reserve();
+                    crate::warn!("control: out of fds; refused a connection");
+                    if self.reserve.is_some() {
+                        return None;
                     }
                 }
+                self.paused_until = Some(Instant::now() + PAUSE);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn idle_count(&self) -> usize {
+        self.clients.iter().filter(|c| !c.busy).count()
+    }
+
+    /// Closes the oldest idle clients until at most `keep` are left; true if it closed one.
+    fn evict_idle(&mut self, keep: usize) -> bool {
+        let mut evicted = false;
+        while self.idle_count() > keep {
+            match self.clients.iter().position(|c| !c.busy) {
+                Some(i) => {
+                    self.clients.remove(i);
+                    evicted = true;
+                }
+                None => break,
             }
         }
-        self.clients.retain(|c| !gone.contains(&c.id));
-        out
+        evicted
     }
 
     /// Sends the answer and closes the connection.
@@ -202,10 +293,45 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.path).ok();
+/// Reads what one idle client sent; a complete line becomes a request (or an error answer).
+fn read_request(c: &mut Client, out: &mut Vec<Request>, gone: &mut Vec<u64>) {
+    let mut chunk = [0u8; 256];
+    match c.stream.read(&mut chunk) {
+        Ok(0) => return gone.push(c.id),
+        Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => return gone.push(c.id),
     }
+    let Some(end) = c.buf.iter().position(|&b| b == b'\n') else {
+        if c.buf.len() > 1024 {
+            gone.push(c.id);
+        }
+        return;
+    };
+    let line = String::from_utf8_lossy(&c.buf[..end]).trim().to_string();
+    let request = match parse_request(&line) {
+        Some(Ask::Reload { json, in_place }) => Request::Reload {
+            client: c.id,
+            json,
+            in_place,
+        },
+        Some(Ask::Status { json }) => Request::Status { client: c.id, json },
+        None => {
+            c.stream.set_nonblocking(false).ok();
+            c.stream
+                .set_write_timeout(Some(Duration::from_secs(1)))
+                .ok();
+            let answer = format!(
+                "error: unknown request '{}' (reload or status)\n",
+                crate::status::printable(&line)
+            );
+            c.stream.write_all(answer.as_bytes()).ok();
+            return gone.push(c.id);
+        }
+    };
+    c.busy = true;
+    c.json = matches!(request, Request::Reload { json: true, .. });
+    out.push(request);
 }
 
 /// `handoff-init ctl …`: returns the exit code (0 ok, 1 failed or unreachable, 2 usage).
@@ -221,8 +347,19 @@ pub fn client(args: &[String]) -> u8 {
         match a.as_str() {
             "--json" => json = true,
             "--in-place" => in_place = true,
-            "--control" => control = it.next().cloned(),
-            s if s.starts_with("--control=") => control = Some(s[10..].to_string()),
+            s if s == "--control" || s.starts_with("--control=") => {
+                let value = match s.strip_prefix("--control=") {
+                    Some(v) => Some(v),
+                    None => it.next().map(String::as_str),
+                };
+                match value.filter(|v| !v.is_empty()) {
+                    Some(v) => control = Some(v.to_string()),
+                    None => {
+                        crate::log::write(format_args!("ctl: --control needs a path"));
+                        return 2;
+                    }
+                }
+            }
             "reload" | "status" if verb.is_none() => verb = Some(a.clone()),
             "-h" | "--help" => {
                 return out("usage: handoff-init ctl reload [--in-place]|status [--json] [--control PATH]\n")

@@ -201,7 +201,8 @@ impl Init {
             }
             let grace = self.deadline.filter(|_| !self.killed);
             let delayed = self.delayed_stop.map(|(at, _)| at);
-            let next = [grace, delayed, self.machine.next_deadline()]
+            let control = self.sup.as_ref().and_then(|s| s.control.next_deadline());
+            let next = [grace, delayed, self.machine.next_deadline(), control]
                 .into_iter()
                 .flatten()
                 .min();
@@ -703,6 +704,20 @@ impl Init {
     }
 }
 
+/// The pid in a pid file. Only a regular file, opened without blocking and read up to 64 bytes:
+/// a FIFO or /dev/zero named by mistake must not stall or fill init.
 fn read_pidfile(path: &std::path::Path) -> Option<i32> {
-    procs::parse_pid(&std::fs::read(path).ok()?)
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).ok()?;
+    procs::parse_pid(text.as_bytes())
 }

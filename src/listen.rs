@@ -15,6 +15,10 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
+/// sun_path holds 108 bytes with the terminating NUL (unix(7)); an abstract name has one byte
+/// less too, for its leading NUL.
+pub const MAX_UNIX_PATH: usize = 107;
+
 /// Listeners live at this fd number and above in init.
 pub const HIGH_FD: RawFd = 100;
 
@@ -60,6 +64,11 @@ impl Spec {
             "tcp" => Addr::Tcp(inet(rest)?),
             "udp" => Addr::Udp(inet(rest)?),
             "unix" => match rest.strip_prefix('@') {
+                _ if rest.len() > MAX_UNIX_PATH => {
+                    return Err(bad(&format!(
+                        "a unix socket path has at most {MAX_UNIX_PATH} bytes (unix(7))"
+                    )));
+                }
                 Some(a) if !a.is_empty() => Addr::Abstract(a.to_string()),
                 _ if rest.starts_with('/') && rest.len() > 1 => Addr::Unix(rest.into()),
                 _ => return Err(bad("expected unix:///absolute/path or unix://@abstract")),
@@ -107,7 +116,7 @@ pub struct Listener {
     pub fd: OwnedFd,
     pub stream: bool,
     /// A socket file init created and removes when it exits.
-    pub unlink: Option<PathBuf>,
+    pub _unlink: Option<SocketFile>,
 }
 
 impl Listener {
@@ -121,10 +130,34 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
+/// A socket file init bound, removed on drop only if the path still names that very socket
+/// (same device and inode): whatever replaced it since is not ours to delete.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl SocketFile {
+    /// Right after bind(2) at `path`.
+    pub fn bound(path: &std::path::Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            id: file_id(path).unwrap_or((0, 0)),
+        }
+    }
+}
+
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+impl Drop for SocketFile {
     fn drop(&mut self) {
-        if let Some(p) = &self.unlink {
-            std::fs::remove_file(p).ok();
+        if self.id != (0, 0) && file_id(&self.path) == Some(self.id) {
+            std::fs::remove_file(&self.path).ok();
         }
     }
 }
@@ -224,7 +257,7 @@ fn bind(spec: &Spec) -> Result<Listener, Error> {
             remove_stale(path)?;
             let ua = UnixAddr::new(path).map_err(|e| fail("use", e))?;
             socket::bind(fd.as_raw_fd(), &ua).map_err(|e| fail("bind", e))?;
-            unlink = Some(path.clone());
+            unlink = Some(SocketFile::bound(path));
         }
         Addr::Abstract(name) => {
             let ua = UnixAddr::new_abstract(name.as_bytes()).map_err(|e| fail("use", e))?;
@@ -237,7 +270,7 @@ fn bind(spec: &Spec) -> Result<Listener, Error> {
         url: String::new(),
         fd,
         stream: ty == SockType::Stream,
-        unlink,
+        _unlink: unlink,
     };
     if l.stream {
         socket::listen(&l.fd, BACKLOG).map_err(|e| fail("listen on", e))?;
@@ -251,7 +284,7 @@ fn bind(spec: &Spec) -> Result<Listener, Error> {
 
 /// A socket file left by a previous run blocks bind(2) with EADDRINUSE. Remove it only if it is a
 /// socket nobody accepts on; a live one is an error, and so is any other kind of file.
-fn remove_stale(path: &PathBuf) -> Result<(), Error> {
+pub fn remove_stale(path: &PathBuf) -> Result<(), Error> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
@@ -337,7 +370,7 @@ pub fn adopt() -> Result<Vec<Listener>, Error> {
             url,
             fd,
             stream,
-            unlink: None,
+            _unlink: None,
         });
     }
     // The generations' environment leaves out the LISTEN_* variables init was given.
@@ -368,6 +401,11 @@ mod tests {
             Spec::parse("unix:///run/app.sock", 2).unwrap().name,
             "unix-2"
         );
+        let longest = format!("/{}", "x".repeat(106));
+        assert_eq!(
+            Spec::parse(&format!("unix://{longest}"), 0).unwrap().addr,
+            Addr::Unix(longest.into())
+        );
         assert_eq!(
             Spec::parse("unix://@app", 0).unwrap().addr,
             Addr::Abstract("app".into())
@@ -389,6 +427,8 @@ mod tests {
             "8080",
             "a:b=tcp://1.2.3.4:1",
             "bad name=tcp://127.0.0.1:1",
+            &format!("unix:///{}", "x".repeat(107)),
+            &format!("unix://@{}", "x".repeat(108)),
         ] {
             assert!(Spec::parse(bad, 0).is_err(), "{bad}");
         }

@@ -6,10 +6,7 @@
 //! a pid written in the payload. Truncated or credential-less datagrams are dropped; fds passed
 //! with a message are received close-on-exec and closed unless the fd store keeps them.
 
-use nix::sys::socket::{
-    self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
-};
-use std::io::IoSliceMut;
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, sockopt};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -54,7 +51,7 @@ pub fn parse(pid: i32, payload: &[u8]) -> Message {
             "RELOADING" => m.reloading |= v == "1",
             "STOPPING" => m.stopping |= v == "1",
             "STATUS" => m.status = Some(v.to_string()),
-            "MAINPID" => m.mainpid = v.parse().ok().filter(|&p| p > 0),
+            "MAINPID" => m.mainpid = crate::procs::parse_pid(v.as_bytes()),
             "EXTEND_TIMEOUT_USEC" => m.extend_timeout_usec = v.parse().ok(),
             "WATCHDOG" => {
                 m.watchdog_alive |= v == "1";
@@ -74,6 +71,8 @@ pub fn parse(pid: i32, payload: &[u8]) -> Message {
 pub struct Server {
     pub fd: OwnedFd,
     pub path: PathBuf,
+    /// Removed on drop, if it is still our socket.
+    _file: crate::listen::SocketFile,
 }
 
 impl Server {
@@ -92,64 +91,43 @@ impl Server {
             None,
         )
         .map_err(|e| fail("create", e))?;
-        std::fs::remove_file(path).ok();
+        crate::listen::remove_stale(&path.to_path_buf()).map_err(|e| e.to_string())?;
         let addr = UnixAddr::new(path).map_err(|e| fail("name", e))?;
         socket::bind(fd.as_raw_fd(), &addr).map_err(|e| fail("bind", e))?;
+        let file = crate::listen::SocketFile::bound(path);
         socket::setsockopt(&fd, sockopt::PassCred, &true)
             .map_err(|e| fail("set SO_PASSCRED on", e))?;
         Ok(Server {
             fd,
             path: path.to_path_buf(),
+            _file: file,
         })
     }
 
-    /// The next datagram and the fds that came with it (close-on-exec), or None when there is
-    /// none left. Bad ones are logged and skipped, their fds closed.
-    pub fn recv(&self) -> Option<(Message, Vec<OwnedFd>)> {
-        loop {
+    /// At most `max` datagrams, fewer when the queue empties first, each with the fds sent along
+    /// (close-on-exec; closed unless the fd store keeps them); bad ones (truncated, no
+    /// credentials) are logged and skipped, their fds closed, but count towards `max`, so one
+    /// wake-up's work is bounded whatever a flood holds.
+    pub fn recv_batch(&self, max: usize) -> Vec<(Message, Vec<OwnedFd>)> {
+        let mut out = Vec::new();
+        for _ in 0..max {
             let mut buf = [0u8; 4096];
-            let mut cmsg = nix::cmsg_space!(libc::ucred, [std::os::fd::RawFd; 16]);
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = match socket::recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_TRUNC,
-            ) {
-                Ok(m) => m,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return None,
+            let Ok(d) = crate::sys::recv_datagram(&self.fd, &mut buf) else {
+                break;
             };
-            let mut pid = 0;
-            let mut fds = Vec::new();
-            for c in msg.cmsgs().into_iter().flatten() {
-                match c {
-                    ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
-                    // The kernel just installed these fds for us: ours to close.
-                    ControlMessageOwned::ScmRights(raw) => {
-                        fds.extend(raw.into_iter().filter_map(crate::sys::take_fd))
-                    }
-                    _ => {}
-                }
-            }
-            let truncated = msg
-                .flags
-                .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
-            let len = msg.bytes;
-            if truncated || pid <= 0 {
+            if d.truncated || d.pid <= 0 {
                 crate::debug!(
-                    "dropped a notify datagram ({len} bytes, truncated={truncated}, sender pid {pid})"
+                    "dropped a notify datagram ({} bytes, truncated={}, sender pid {}, {} fds closed)",
+                    d.len,
+                    d.truncated,
+                    d.pid,
+                    d.fds.len()
                 );
                 continue;
             }
-            return Some((parse(pid, &buf[..len.min(buf.len())]), fds));
+            out.push((parse(d.pid, &buf[..d.len.min(buf.len())]), d.fds));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        std::fs::remove_file(&self.path).ok();
+        out
     }
 }
 

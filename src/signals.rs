@@ -47,6 +47,12 @@ const NAMES: [(&str, i32); 31] = [
 /// Highest signal number on Linux (SIGRTMAX).
 pub const MAX: i32 = 64;
 
+/// Whether init can ever see `sig` on its signalfd: not KILL or STOP (signal(7): they cannot be
+/// caught or blocked), not CHLD (init's own: it reaps).
+pub fn receivable(sig: i32) -> bool {
+    !matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD)
+}
+
 /// Parses `TERM`, `SIGTERM`, `sigterm`, `15`, `RTMIN+2`. `0` is accepted only when `allow_zero`.
 pub fn parse(text: &str, allow_zero: bool) -> Result<i32, String> {
     let t = text.trim();

@@ -27,7 +27,12 @@ pub fn text(
         }
     );
     for (i, l) in listeners.iter().enumerate() {
-        s.push_str(&format!("listener {} {} (fd {})\n", l.name, l.url, 3 + i));
+        s.push_str(&format!(
+            "listener {} {} (fd {})\n",
+            l.name,
+            printable(&l.url),
+            3 + i
+        ));
     }
     if store.1 > 0 {
         s.push_str(&format!("fd store: {} of {} held\n", store.0, store.1));
@@ -36,7 +41,7 @@ pub fn text(
         let status = g
             .status
             .as_deref()
-            .map_or(String::new(), |st| format!(" status: {st}"));
+            .map_or(String::new(), |st| format!(" status: {}", printable(st)));
         let watchdog = match (g.watchdog, g.last_keepalive) {
             (Some(w), Some(k)) => {
                 format!(" watchdog {} last keep-alive {} ago", dur(w), dur(now - k))
@@ -107,6 +112,20 @@ pub fn json(
     )
 }
 
+/// Text for an operator's terminal: control characters (ESC, BEL, CR, DEL, C1, …) that a service
+/// put in STATUS= are shown as `\u{1b}` instead of being sent to the terminal raw.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A JSON string literal.
 pub fn str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -129,6 +148,14 @@ mod tests {
     use super::*;
     use crate::handoff::{Fact, ReadyKind, Settings};
     use std::time::Duration;
+
+    #[test]
+    fn text_has_no_control_characters() {
+        assert_eq!(
+            printable("a\u{1b}[31mb\u{7}\u{7f}\u{9b}é"),
+            "a\\u{1b}[31mb\\u{7}\\u{7f}\\u{9b}é"
+        );
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -178,3 +178,85 @@ pub fn stop_signal_of(pid: i32) -> Option<i32> {
     // SAFETY: for CLD_STOPPED, si_status is the stopping signal (waitid(2)).
     Some(unsafe { info.si_status() })
 }
+
+/// Most fds one message can carry (SCM_MAX_FD in the kernel's include/net/scm.h).
+pub const SCM_MAX_FD: usize = 253;
+
+/// A datagram as recvmsg(2) left it: its length, whether it or its ancillary data were cut
+/// (MSG_TRUNC / MSG_CTRUNC), the sender's pid from SCM_CREDENTIALS (0: none, or the sender is
+/// not visible in our PID namespace) and every fd the kernel installed for us (SCM_RIGHTS).
+pub struct Datagram {
+    pub len: usize,
+    pub truncated: bool,
+    pub pid: i32,
+    pub fds: Vec<OwnedFd>,
+}
+
+/// One recvmsg(2), non-blocking, fds received close-on-exec (MSG_CMSG_CLOEXEC). The control
+/// buffer has room for credentials and SCM_MAX_FD fds; when the kernel still truncates it (no
+/// room in our fd table) the fds it did install are walked and returned all the same, so that
+/// none is ever leaked: the caller owns them, and dropping them closes them.
+pub fn recv_datagram(fd: &impl std::os::fd::AsFd, buf: &mut [u8]) -> Result<Datagram, Errno> {
+    // u64s: cmsghdr alignment. Room for CMSG_SPACE(ucred) (32 bytes on 64-bit) and
+    // CMSG_SPACE(SCM_MAX_FD fds) (16 + 4 per fd, rounded up), with some to spare.
+    let mut control = [0u64; (64 + SCM_MAX_FD * 4) / 8 + 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid value of this plain C struct.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | libc::MSG_TRUNC;
+    let n = loop {
+        // SAFETY: msg points at a live iovec over `buf` and at `control`, with their lengths.
+        let n = unsafe { libc::recvmsg(fd.as_fd().as_raw_fd(), &mut msg, flags) };
+        match n {
+            n if n >= 0 => break n as usize,
+            _ if Errno::last() == Errno::EINTR => continue,
+            _ => return Err(Errno::last()),
+        }
+    };
+    let mut out = Datagram {
+        len: n,
+        truncated: msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
+        pid: 0,
+        fds: Vec::new(),
+    };
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the headers within msg_controllen, which the
+    // kernel set to what it wrote; each header's cmsg_len covers only data it wrote (truncated
+    // data included, cmsg(3)), and the data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            let len = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                    for i in 0..len / std::mem::size_of::<RawFd>() {
+                        let raw = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        // The kernel installed this fd for us: nobody else owns it.
+                        out.fds.push(OwnedFd::from_raw_fd(raw));
+                    }
+                }
+                (libc::SOL_SOCKET, libc::SCM_CREDENTIALS)
+                    if len >= std::mem::size_of::<libc::ucred>() =>
+                {
+                    out.pid = std::ptr::read_unaligned(data.cast::<libc::ucred>()).pid;
+                }
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(out)
+}
+
+/// The soft RLIMIT_NOFILE: fd numbers below it can be opened (getrlimit(2)).
+pub fn nofile_limit() -> usize {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft.min(1 << 20) as usize)
+}

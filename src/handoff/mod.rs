@@ -199,9 +199,6 @@ const STABLE: Duration = Duration::from_secs(10);
 /// What a hung generation gets (signal(7)), as systemd's watchdog sends it.
 const SIGABRT: i32 = 6;
 
-/// The longest a single EXTEND_TIMEOUT_USEC= may push a readiness deadline.
-pub const MAX_EXTEND: Duration = Duration::from_secs(3600);
-
 /// `now + d`, saturating far in the future instead of overflowing.
 fn at(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
@@ -359,11 +356,15 @@ impl Machine {
             Fact::Ready { generation } => self.ready(generation, now, out),
             Fact::ProbeDone { generation, ok } => self.probe_done(generation, ok, now, out),
             Fact::Extend { generation, by } => {
+                // systemd.service(5): "extend the timeout by the given time from now". One
+                // message buys at most one more --ready-timeout, so a bogus value (u64::MAX)
+                // cannot park the handoff, and `ctl reload`, forever.
+                let by = by.min(self.s.ready_timeout);
                 if let Some(g) = self
                     .gen_mut(generation)
                     .filter(|g| g.state == State::Starting)
                 {
-                    let later = at(now, by.min(MAX_EXTEND));
+                    let later = at(now, by);
                     g.ready_deadline = g.ready_deadline.map(|d| d.max(later));
                 }
             }

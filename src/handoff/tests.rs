@@ -240,19 +240,23 @@ fn new_generation_not_ready_in_time_is_killed_and_old_keeps_serving() {
     assert!(r.reaped(200, 143).is_empty());
     assert_eq!(r.empty(2), vec![Action::Forget { generation: 2 }]);
     assert_eq!(r.state(1), Some(State::Serving));
-    // EXTEND_TIMEOUT_USEC pushes the deadline of a starting generation, clamped.
+    // EXTEND_TIMEOUT_USEC pushes the deadline of a starting generation, each message by at
+    // most the ready timeout (5 s) from when it arrives.
     r.trigger(None);
     r.spawned(3, 300);
+    assert!(r.after(Duration::from_secs(3)).is_empty());
     r.on(Fact::Extend {
         generation: 3,
         by: Duration::from_secs(60),
     });
-    assert!(r.after(Duration::from_secs(6)).is_empty());
+    assert_eq!(r.m.next_deadline(), Some(r.t + Duration::from_secs(5)));
+    assert!(r.after(Duration::from_secs(4)).is_empty());
     r.on(Fact::Extend {
         generation: 3,
         by: Duration::from_micros(u64::MAX),
     });
-    assert_eq!(r.m.next_deadline(), Some(r.t + MAX_EXTEND));
+    assert_eq!(r.m.next_deadline(), Some(r.t + Duration::from_secs(5)));
+    assert!(!r.after(Duration::from_secs(5)).is_empty(), "rolled back");
 }
 
 #[test]

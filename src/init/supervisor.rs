@@ -13,6 +13,9 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Notify datagrams read per wake-up, at most.
+const NOTIFY_BATCH: usize = 64;
+
 /// What only the supervisor has: sockets and the runtime directory. Fields drop in order, so
 /// the sockets are unlinked before the directory is removed.
 pub(super) struct Sup {
@@ -35,23 +38,40 @@ struct RuntimeDir {
 }
 
 impl RuntimeDir {
+    /// Creates the directory 0700, or uses an existing one as it is if it is init's user's and
+    /// nobody else may write to it. An existing directory is never chmod'ed: one shared with
+    /// others (/tmp, mode 1777) is refused instead.
     fn create(path: PathBuf) -> Result<RuntimeDir, String> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let created = !path.exists();
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create runtime dir {}: {e}", path.display()))?;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create runtime dir {}: {e}", path.display()))?;
+        }
+        let created = match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(format!("cannot create runtime dir {}: {e}", path.display())),
+        };
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("runtime dir {}: {e}", path.display()))?;
         // In a shared directory such as /tmp, a directory someone else made is not ours to use.
-        let owner = std::fs::symlink_metadata(&path)
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX);
-        if owner != nix::unistd::geteuid().as_raw() {
+        if !meta.is_dir() {
+            return Err(format!("runtime dir {} is not a directory", path.display()));
+        }
+        if meta.uid() != nix::unistd::geteuid().as_raw() {
             return Err(format!(
-                "runtime dir {} belongs to uid {owner}",
-                path.display()
+                "runtime dir {} belongs to uid {}",
+                path.display(),
+                meta.uid()
             ));
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot make runtime dir {} private: {e}", path.display()))?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "runtime dir {} is writable by others (mode {:o}); give init a private one",
+                path.display(),
+                meta.mode() & 0o7777
+            ));
+        }
         Ok(RuntimeDir { path, created })
     }
 }
@@ -144,10 +164,9 @@ impl Init {
     /// Notify datagrams and control requests.
     pub(super) fn service_sockets(&mut self) {
         let Some(sup) = &mut self.sup else { return };
-        let mut msgs = Vec::new();
-        while let Some(m) = sup.notify.recv() {
-            msgs.push(m);
-        }
+        // Bounded per wake-up (a flood waits in the kernel's queue, not in init's memory); what
+        // is left keeps the socket readable, so the next poll returns at once.
+        let msgs = sup.notify.recv_batch(NOTIFY_BATCH);
         let requests = sup.control.service();
         for (m, fds) in msgs {
             self.on_notify(m, fds);

@@ -2,6 +2,7 @@
 //! integration, docker and benchmark tests run under handoff-init (and under other inits).
 
 mod health;
+mod hostile;
 mod http;
 mod listen;
 mod notify;
@@ -19,6 +20,10 @@ handoff-testsvc: the test service of handoff-init. Every line it logs starts wit
   wait      no sockets; prints `got SIGNAME` for every signal it receives (stdout)
   http      HTTP/1.1 server on LISTEN_FDS sockets (or --bind), sd_notify readiness, graceful drain
   orphans   makes N orphaned grandchildren and waits until the init has reaped them
+  notify STATE [CMD...]   one sd_notify datagram from this process, then run CMD (e.g. wait)
+  flood COUNT SIZE        COUNT STATUS= datagrams of SIZE bytes
+  shutdown-fd N           shutdown(2) the inherited listening fd N; exit 0 once it listens again
+  old-kernel K -- CMD...  exec CMD with close_range(2) failing as on kernel K (4.18 or 5.10)
 
 Exit codes: 0 graceful, 1 setup failure (no sockets, bind error, bad LISTEN_FDS), 2 usage,
 3 --fail-start, --exit-code N for `wait`.";
@@ -132,6 +137,12 @@ enum Command {
     Wait(WaitArgs),
     Http(HttpArgs),
     Orphans(OrphansArgs),
+    /// The state, then what to run in this same process (so the sender is still alive when
+    /// init reads the datagram and attributes it by pid).
+    Notify(String, Vec<String>),
+    Flood(usize, usize),
+    ShutdownFd(i32),
+    OldKernel(String, Vec<String>),
     Help,
 }
 
@@ -164,6 +175,14 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
         "wait" => parse_wait(it).map(Command::Wait),
         "http" => parse_http(it).map(Command::Http),
         "orphans" => parse_orphans(it).map(Command::Orphans),
+        "notify" => Ok(Command::Notify(it.value("notify")?, it.args.collect())),
+        "flood" => Ok(Command::Flood(it.number("flood")?, it.number("flood")?)),
+        "shutdown-fd" => Ok(Command::ShutdownFd(it.number("shutdown-fd")?)),
+        "old-kernel" => {
+            let kernel = it.value("old-kernel")?;
+            let rest: Vec<String> = it.args.skip_while(|a| a == "--").collect();
+            Ok(Command::OldKernel(kernel, rest))
+        }
         other => Err(format!("unknown subcommand {other:?}")),
     }
 }
@@ -250,7 +269,11 @@ pub fn log(msg: &str) {
 }
 
 fn main() {
-    let code = match parse(std::env::args().skip(1).collect()) {
+    std::process::exit(run(parse(std::env::args().skip(1).collect())));
+}
+
+fn run(command: Result<Command, String>) -> i32 {
+    match command {
         Ok(Command::Help) => {
             println!("{ABOUT}\n\n{USAGE}\n\n{OPTIONS_HELP}\n\n{HTTP_HELP}");
             0
@@ -258,10 +281,16 @@ fn main() {
         Ok(Command::Wait(args)) => wait::run(args),
         Ok(Command::Http(args)) => http::run(args),
         Ok(Command::Orphans(args)) => orphans::run(args),
+        Ok(Command::Notify(state, then)) => match hostile::notify(&state) {
+            0 if !then.is_empty() => run(parse(then)),
+            code => code,
+        },
+        Ok(Command::Flood(count, size)) => hostile::flood(count, size),
+        Ok(Command::ShutdownFd(fd)) => hostile::shutdown_fd(fd),
+        Ok(Command::OldKernel(kernel, cmd)) => hostile::old_kernel(&kernel, &cmd),
         Err(e) => {
             log(&format!("{e}\n{USAGE}"));
             2
         }
-    };
-    std::process::exit(code);
+    }
 }
