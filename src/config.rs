@@ -269,11 +269,17 @@ fn supervise(cli: &Cli) -> Result<Option<Supervise>, String> {
         .enumerate()
         .map(|(i, s)| crate::listen::Spec::parse(s, i))
         .collect::<Result<Vec<_>, _>>()?;
-    for (i, l) in listen.iter().enumerate() {
-        if listen[..i].iter().any(|o| o.name == l.name) {
+    // Names given twice are a typo; generated ones (tcp-PORT, unix-N) may repeat, as
+    // LISTEN_FDNAMES allows.
+    let names: Vec<&str> = cli
+        .listen
+        .iter()
+        .filter_map(|l| crate::listen::explicit_name(l))
+        .collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
             return Err(format!(
-                "duplicate --listen name '{}': each listener needs its own (NAME=URL)",
-                l.name
+                "duplicate --listen name '{n}': each listener needs its own (NAME=URL)"
             ));
         }
     }

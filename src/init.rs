@@ -206,7 +206,10 @@ impl Init {
                 .into_iter()
                 .flatten()
                 .min();
-            self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
+            let hung_up = self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
+            if !hung_up.is_empty() {
+                self.repair_listeners(&hung_up);
+            }
             let mut signals = Vec::new();
             sys::read_signals(&self.sfd, &mut signals);
             for (sig, sender) in signals {
@@ -223,7 +226,8 @@ impl Init {
     }
 
     /// Sleeps until a signal or a message arrives or `timeout` passes; no timeout, no wake-up.
-    fn wait(&self, timeout: Option<Duration>) {
+    /// Returns the listeners that reported a hang-up.
+    fn wait(&self, timeout: Option<Duration>) -> Vec<usize> {
         let timeout = match timeout {
             // Round up so we never wake a millisecond early and spin.
             Some(t) => {
@@ -233,8 +237,15 @@ impl Init {
             None => PollTimeout::NONE,
         };
         let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+        let mut watched = Vec::new();
         if let Some(sup) = &self.sup {
             fds.push(PollFd::new(sup.notify.fd.as_fd(), PollFlags::POLLIN));
+            // Held listeners with no events asked: poll(2) still reports POLLHUP/POLLERR, which
+            // is what a TCP listener a generation shut down (shutdown(2)) turns into.
+            for (i, l) in sup.listeners.iter().enumerate().filter(|(_, l)| l.watch) {
+                watched.push(i);
+                fds.push(PollFd::new(l.fd.as_fd(), PollFlags::empty()));
+            }
             fds.extend(
                 sup.control
                     .poll_fds()
@@ -253,6 +264,13 @@ impl Init {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => warn!("poll failed: {}", e.desc()),
         }
+        let hup = PollFlags::POLLHUP | PollFlags::POLLERR;
+        watched
+            .into_iter()
+            .zip(fds.iter().skip(2))
+            .filter(|(_, p)| p.revents().is_some_and(|r| r.intersects(hup)))
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Reaps every ended child, then reports one turn's observations to the state machine at
@@ -467,7 +485,7 @@ impl Init {
                 }
                 Action::Log(event @ Event::Ended { .. }) => {
                     self.log_event(&event);
-                    self.repair_listeners();
+                    self.repair_listeners(&[]);
                     None
                 }
                 Action::Over { code } => {
@@ -487,14 +505,23 @@ impl Init {
     }
 
     /// A generation that called shutdown(2) on a held socket broke it for every generation:
-    /// once one ends, listen again where that happened.
-    fn repair_listeners(&self) {
-        if let Some(sup) = &self.sup {
-            for l in sup.listeners.iter().filter(|l| l.repair()) {
+    /// listen again on it, as soon as poll reports it (`hung_up`), when a generation ends and
+    /// before one starts. One that hangs up without being repairable is no longer watched, so
+    /// it cannot keep waking init.
+    fn repair_listeners(&mut self, hung_up: &[usize]) {
+        let Some(sup) = &mut self.sup else { return };
+        for (i, l) in sup.listeners.iter_mut().enumerate() {
+            if l.repair() {
                 warn!(
                     "listener {} was shut down by a generation; listening again",
                     l.name
                 );
+            } else if hung_up.contains(&i) {
+                warn!(
+                    "listener {} reports a hang-up init cannot repair; no longer watched",
+                    l.name
+                );
+                l.watch = false;
             }
         }
     }
@@ -593,6 +620,8 @@ impl Init {
 
     /// Starts a generation; the fact says how that went.
     fn spawn_gen(&mut self, generation: u32) -> Fact {
+        // Never hand a broken socket on.
+        self.repair_listeners(&[]);
         let mut extra = Vec::new();
         let mut fds = Vec::new();
         let mut pid_vars: Vec<&[u8]> = Vec::new();

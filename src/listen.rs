@@ -41,10 +41,8 @@ pub struct Spec {
 impl Spec {
     pub fn parse(text: &str, index: usize) -> Result<Spec, String> {
         let bad = |why: &str| format!("invalid --listen '{text}': {why}");
-        let (name, url) = match text.split_once('=') {
-            Some((n, u)) if !n.contains(':') && !n.contains('/') => (Some(n), u),
-            _ => (None, text),
-        };
+        let name = explicit_name(text);
+        let url = name.map_or(text, |n| &text[n.len() + 1..]);
         let (scheme, rest) = url
             .split_once("://")
             .or_else(|| url.strip_prefix("unix:").map(|r| ("unix", r)))
@@ -90,6 +88,13 @@ impl Spec {
     }
 }
 
+/// The NAME of `NAME=URL`, if one is given (a name has no ':' or '/', a URL does).
+pub fn explicit_name(text: &str) -> Option<&str> {
+    text.split_once('=')
+        .map(|(n, _)| n)
+        .filter(|n| !n.contains(':') && !n.contains('/'))
+}
+
 /// LISTEN_FDNAMES rules (sd_listen_fds(3)): ASCII, printable, no ':', at most 255 characters.
 pub fn valid_name(n: &str) -> Result<(), String> {
     if n.is_empty() || n.len() > 255 || !n.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
@@ -117,6 +122,10 @@ pub struct Listener {
     pub stream: bool,
     /// A socket file init created and removes when it exits.
     pub _unlink: Option<SocketFile>,
+    /// Polled for a hang-up (a stream listener init can repair).
+    pub watch: bool,
+    /// The address it is bound to, to bind it again after a shutdown(2).
+    pub local: Option<SockaddrStorage>,
 }
 
 impl Listener {
@@ -125,6 +134,12 @@ impl Listener {
     pub fn repair(&self) -> bool {
         if !self.stream || socket::getsockopt(&self.fd, sockopt::AcceptConn).unwrap_or(true) {
             return false;
+        }
+        // The kernel let go of a port it picked (port 0 asked for) with the connection state:
+        // bind it again, so the address stays the one clients were given. A port asked for is
+        // still bound, and this bind fails (EINVAL) harmlessly.
+        if let Some(addr) = &self.local {
+            socket::bind(self.fd.as_raw_fd(), addr).ok();
         }
         socket::listen(&self.fd, BACKLOG).is_ok()
     }
@@ -207,6 +222,33 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// Makes sure no listener sits in 3..3+N, where the child dup2(2)s them: one there at another
+/// listener's target would be overwritten before it is moved (a low RLIMIT_NOFILE can keep
+/// `HIGH_FD` out of reach). Each goes to HIGH_FD or, when the limit is lower, just below the
+/// limit; if even that leaves no room above 3+N, a clear error.
+pub fn place(listeners: &mut [Listener]) -> Result<(), String> {
+    let n = listeners.len();
+    let limit = sys::nofile_limit();
+    let range_end = 3 + n as RawFd;
+    let base = (HIGH_FD as usize).min(limit.saturating_sub(n)) as RawFd;
+    for l in listeners
+        .iter_mut()
+        .filter(|l| l.fd.as_raw_fd() < range_end)
+    {
+        match sys::dup_at_least(&l.fd, base.max(range_end)) {
+            Some(fd) => l.fd = fd,
+            None => {
+                return Err(format!(
+                    "the fd limit (RLIMIT_NOFILE {limit}) leaves no room to hold {n} listeners above fd {}; raise it (ulimit -n) to at least {}",
+                    range_end - 1,
+                    2 * n + 16
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Binds every spec, in order. On error, what was bound is closed (and unlinked) by Drop.
 pub fn bind_all(specs: &[Spec]) -> Result<Vec<Listener>, Error> {
     specs.iter().map(bind).collect()
@@ -264,6 +306,7 @@ fn bind(spec: &Spec) -> Result<Listener, Error> {
             socket::bind(fd.as_raw_fd(), &ua).map_err(|e| fail("bind", e))?;
         }
     }
+    let local = socket::getsockname(fd.as_raw_fd()).ok();
     // From here on a failure must still remove the socket file: build the Listener first.
     let mut l = Listener {
         name: spec.name.clone(),
@@ -271,6 +314,8 @@ fn bind(spec: &Spec) -> Result<Listener, Error> {
         fd,
         stream: ty == SockType::Stream,
         _unlink: unlink,
+        watch: ty == SockType::Stream,
+        local,
     };
     if l.stream {
         socket::listen(&l.fd, BACKLOG).map_err(|e| fail("listen on", e))?;
@@ -364,6 +409,7 @@ pub fn adopt() -> Result<Vec<Listener>, Error> {
             .get(i as usize)
             .cloned()
             .unwrap_or_else(|| "unknown".into());
+        let local = socket::getsockname(fd.as_raw_fd()).ok();
         let fd = sys::dup_at_least(&fd, HIGH_FD).unwrap_or(fd);
         out.push(Listener {
             name,
@@ -371,6 +417,8 @@ pub fn adopt() -> Result<Vec<Listener>, Error> {
             fd,
             stream,
             _unlink: None,
+            watch: stream,
+            local,
         });
     }
     // The generations' environment leaves out the LISTEN_* variables init was given.

@@ -300,6 +300,10 @@ fn sigkill_of_the_serving_generation() {
         let svc = sup.init.find_one("http");
         // SAFETY: kill(2) on the test's own service process.
         unsafe { libc::kill(svc, libc::SIGKILL) };
+        // Until it is dead it may still accept a connection, which its death then resets.
+        wait_until("generation 1 is dead", || {
+            state(svc).is_none_or(|s| s == 'Z')
+        });
         if restart {
             // Clients from the moment generation 1 is gone (a connection its accept thread took
             // in the instant before SIGKILL landed is reset, and that is the kill, not init).

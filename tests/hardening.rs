@@ -502,3 +502,106 @@ fn ctl_status_answers_under_a_connect_flood() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("handoff-init pid"), "{answer}");
 }
+
+/// One GET that must be answered within 5 s (a listener no generation serves would let the
+/// connection sit in its backlog forever).
+fn get_within(addr: std::net::SocketAddr) -> Result<String, String> {
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    Ok(resp)
+}
+
+/// The TCP addresses of all listeners, from `ctl status`.
+fn listener_addrs(sup: &Sup) -> Vec<std::net::SocketAddr> {
+    sup.status()
+        .lines()
+        .filter_map(|l| l.strip_prefix("listener "))
+        .filter_map(|r| r.split_whitespace().nth(1))
+        .filter_map(|u| u.trim_start_matches("tcp://").parse().ok())
+        .collect()
+}
+
+// Row 3: RLIMIT_NOFILE between 100 and 100+N-1 with N listeners.
+#[test]
+fn listeners_reach_their_fds_under_a_low_fd_limit() {
+    need_unshare!();
+    for limit in [101, 64] {
+        let sup = sup_with_script(
+            &[
+                "--listen",
+                "a=tcp://127.0.0.1:0",
+                "--listen",
+                "b=tcp://127.0.0.1:0",
+                "--listen",
+                "c=tcp://127.0.0.1:0",
+            ],
+            "exec \"$SVC\" http",
+            Some(&format!("ulimit -n {limit};")),
+        );
+        sup.wait_serving(1);
+        let addrs = listener_addrs(&sup);
+        assert_eq!(addrs.len(), 3, "{}", sup.status());
+        for a in addrs {
+            let resp = get_within(a).unwrap_or_else(|e| {
+                panic!(
+                    "ulimit {limit}: {a} does not answer: {e}\n{}",
+                    sup.init.logs()
+                )
+            });
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+    }
+    // Too low for three listeners above fd 5: one clear line, exit 1, nothing started.
+    let mut sup = sup_with_script(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "tcp://127.0.0.1:0",
+        ],
+        "exec \"$SVC\" http",
+        Some("ulimit -n 8;"),
+    );
+    assert_eq!(sup.init.wait_exit(), 1, "{}", sup.init.logs());
+    let err = sup.init.stderr();
+    assert!(err.contains("RLIMIT_NOFILE 8"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+// Row 8: a serving generation calls shutdown(2) on its listening fd and keeps running.
+#[test]
+fn a_listener_shut_down_by_a_generation_listens_again_at_once() {
+    need_unshare!();
+    let sup = sup_with_script(
+        &["--listen", "tcp://127.0.0.1:0"],
+        "if [ \"$HANDOFF_GENERATION\" = 1 ]; then\n  \"$SVC\" shutdown-fd 3 || exit 9\nfi\nexec \"$SVC\" http",
+        None,
+    );
+    sup.wait_serving(1);
+    let addr = sup.addr();
+    let resp = get_within(addr).unwrap_or_else(|e| panic!("{e}\n{}", sup.init.logs()));
+    assert!(resp.contains("gen=1"), "{resp}");
+    let logs = sup.init.logs();
+    assert_eq!(
+        logs.matches("was shut down by a generation; listening again")
+            .count(),
+        1,
+        "{logs}"
+    );
+    // The next generation gets the healthy socket.
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "{out}");
+    // (Generation 1 may take one more connection before its stop signal lands.)
+    wait_until("generation 2 answers", || {
+        get_within(addr)
+            .unwrap_or_else(|e| panic!("{e}\n{}", sup.init.logs()))
+            .contains("gen=2")
+    });
+    let ticks = ticks_in_a_quiet_second(sup.init.pid());
+    assert!(ticks <= 20, "init used {ticks} ticks in a quiet second");
+}

@@ -96,6 +96,7 @@ impl Sup {
         if listeners.len() > (listen::HIGH_FD - 3) as usize {
             return Err(format!("too many listeners ({})", listeners.len()));
         }
+        listen::place(&mut listeners)?;
         let explicit = opts
             .runtime_dir
             .as_deref()
