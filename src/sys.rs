@@ -81,12 +81,30 @@ pub fn set_parent_death_signal(sig: i32) -> Result<(), Errno> {
         .map(drop)
 }
 
-/// Closes every fd from `first` up (close_range(2), Linux 5.9). Only for fds nothing in this
-/// process owns: called first thing in `main`. On older kernels it fails and the fds stay open
-/// (children still do not get them: they are marked close-on-exec in the child).
+/// Closes every fd from `first` up: close_range(2) (Linux 5.9); on older kernels (ENOSYS) the
+/// fds listed in /proc/self/fd, as catatonit does, or without /proc every number below
+/// RLIMIT_NOFILE (at most 65536). Only for fds nothing in this process owns: called first thing
+/// in `main`, while init has one thread.
 pub fn close_from(first: u32) {
     // SAFETY: a raw syscall with integer arguments; no Rust object owns these fds yet.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) } == 0 {
+        return;
+    }
+    let first = first as RawFd;
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        // Collected first: the directory's own fd is closed when the iterator is dropped (its
+        // number, listed too, is then closed again harmlessly with EBADF).
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd >= first)
+            .collect(),
+        Err(_) => (first..nofile_limit().min(65_536) as RawFd).collect(),
+    };
+    for fd in fds {
+        // SAFETY: as above: fds inherited from our parent, which no Rust object owns.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Opens /dev/null on whichever of fds 0-2 is closed, so nothing init opens later takes a

@@ -605,3 +605,54 @@ fn a_listener_shut_down_by_a_generation_listens_again_at_once() {
     let ticks = ticks_in_a_quiet_second(sup.init.pid());
     assert!(ticks <= 20, "init used {ticks} ticks in a quiet second");
 }
+
+/// The fds the service's `wait --print-self` saw, with init started as PID 1 under
+/// `testsvc old-kernel KERNEL` (close_range(2) failing as on that kernel) and holding fds 7 and
+/// 8 it inherited without close-on-exec; `extra` goes before `--`.
+fn fds_under_old_kernel(kernel: &str, extra: &[&str]) -> String {
+    let dir = TempDir::new();
+    let rt = dir.path("rt");
+    let mut args = vec!["--runtime-dir", rt.to_str().unwrap(), "--cgroup", "off"];
+    args.extend_from_slice(extra);
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let cmd = format!(
+        "exec 7</dev/null 8>/dev/null; exec unshare --pid --fork --mount-proc '{SVC}' old-kernel {kernel} -- '{INIT}' {} -- '{SVC}' wait --print-self",
+        quoted.join(" ")
+    );
+    let out = dir.path("stdout");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(dir.path("stderr")).unwrap())
+        .spawn()
+        .expect("start");
+    let _guard = Guard(child);
+    let mut line = String::new();
+    wait_until("the service reports its fds", || {
+        line = fs::read_to_string(&out).unwrap_or_default();
+        line.contains(" pgid=")
+    });
+    let err = fs::read_to_string(dir.path("stderr")).unwrap_or_default();
+    assert!(!err.contains("old-kernel:"), "{err}");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("fds="))
+        .unwrap_or_else(|| panic!("{line}\n{err}"))
+        .to_string()
+}
+
+// Old kernels (RHEL 8's 4.18, Ubuntu 20.04's 5.4: no close_range; Amazon Linux 2's 5.10: no
+// CLOSE_RANGE_CLOEXEC): no fd init inherited reaches the service.
+#[test]
+fn on_old_kernels_no_inherited_fd_reaches_the_service() {
+    need_unshare!();
+    for kernel in ["4.18", "5.10"] {
+        assert_eq!(fds_under_old_kernel(kernel, &["-q"]), "0,1,2", "{kernel}");
+        assert_eq!(
+            fds_under_old_kernel(kernel, &["--listen", "tcp://127.0.0.1:0"]),
+            "0,1,2,3",
+            "{kernel}"
+        );
+    }
+}

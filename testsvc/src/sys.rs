@@ -497,5 +497,21 @@ pub fn fail_close_range(einval_for_flags: bool) -> io::Result<()> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
+    // Check that it took: first == last == u32::MAX closes nothing where close_range works.
+    let flags = if einval_for_flags {
+        libc::CLOSE_RANGE_CLOEXEC
+    } else {
+        0
+    };
+    let want = if einval_for_flags {
+        libc::EINVAL
+    } else {
+        libc::ENOSYS
+    };
+    // SAFETY: a raw syscall with integer arguments on a range with no open fd.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, u32::MAX, u32::MAX, flags) };
+    if r == 0 || io::Error::last_os_error().raw_os_error() != Some(want) {
+        return Err(io::Error::other("close_range still works under the filter"));
+    }
     Ok(())
 }
