@@ -746,7 +746,7 @@ fn read_pidfile(path: &std::path::Path) -> Option<i32> {
     if !file.metadata().ok()?.is_file() {
         return None;
     }
-    let mut text = String::new();
-    file.take(64).read_to_string(&mut text).ok()?;
-    procs::parse_pid(text.as_bytes())
+    let mut buf = [0u8; 64];
+    let n = (&file).read(&mut buf).ok()?;
+    procs::parse_pid(&buf[..n])
 }

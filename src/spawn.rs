@@ -345,7 +345,7 @@ unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         ) != 0
         {
-            cloexec_above_2();
+            crate::sys::each_fd_from(3, set_cloexec);
         }
         let n = p.count as RawFd;
         let mut status_fd = p.status_fd;
@@ -390,67 +390,10 @@ unsafe fn exec_child(p: &ChildPlan<'_>) -> ! {
     }
 }
 
-/// CLOSE_RANGE_CLOEXEC by hand, between fork and exec: FD_CLOEXEC on every fd above 2 listed
-/// by getdents64(2) on /proc/self/fd into a stack buffer (opendir(3) would allocate); without
-/// /proc, on every number below RLIMIT_NOFILE (at most 65536).
-///
-/// # Safety
-/// Async-signal-safe: raw syscalls on integers and stack memory only.
-unsafe fn cloexec_above_2() {
-    unsafe {
-        let dir = libc::open(
-            c"/proc/self/fd".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if dir < 0 {
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-                lim.rlim_cur.min(65_536) as RawFd
-            } else {
-                1024
-            };
-            for fd in 3..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-            return;
-        }
-        // u64s: struct linux_dirent64 is 8-aligned.
-        let mut buf = [0u64; 256];
-        loop {
-            let n = libc::syscall(
-                libc::SYS_getdents64,
-                dir,
-                buf.as_mut_ptr(),
-                std::mem::size_of_val(&buf),
-            );
-            if n <= 0 {
-                break;
-            }
-            let base = buf.as_ptr().cast::<u8>();
-            let mut off = 0usize;
-            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-            while off + 19 < n as usize {
-                let reclen = std::ptr::read_unaligned(base.add(off + 16).cast::<u16>()) as usize;
-                if reclen == 0 {
-                    break;
-                }
-                let name = base.add(off + 19);
-                let (mut fd, mut i): (RawFd, usize) = (0, 0);
-                while i + 19 < reclen && (*name.add(i)).is_ascii_digit() {
-                    fd = fd
-                        .wrapping_mul(10)
-                        .wrapping_add((*name.add(i) - b'0') as RawFd);
-                    i += 1;
-                }
-                // "." and ".." have no digits; the directory's own fd is already CLOEXEC.
-                if i > 0 && fd > 2 && fd != dir {
-                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                }
-                off += reclen;
-            }
-        }
-        libc::close(dir);
-    }
+/// FD_CLOEXEC on `fd`; async-signal-safe.
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: fcntl(2) F_SETFD on an integer; a closed fd gives EBADF. Only the fd flag changes.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
 /// Reports errno to the parent and exits; async-signal-safe.

@@ -81,29 +81,84 @@ pub fn set_parent_death_signal(sig: i32) -> Result<(), Errno> {
         .map(drop)
 }
 
-/// Closes every fd from `first` up: close_range(2) (Linux 5.9); on older kernels (ENOSYS) the
-/// fds listed in /proc/self/fd, as catatonit does, or without /proc every number below
-/// RLIMIT_NOFILE (at most 65536). Only for fds nothing in this process owns: called first thing
-/// in `main`, while init has one thread.
+/// Closes every fd from `first` up: close_range(2) (Linux 5.9); on older kernels (ENOSYS) each
+/// fd that /proc/self/fd lists, as catatonit does. Only for fds nothing in this process owns:
+/// called first thing in `main`, while init has one thread.
 pub fn close_from(first: u32) {
     // SAFETY: a raw syscall with integer arguments; no Rust object owns these fds yet.
-    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) } == 0 {
-        return;
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) } != 0 {
+        // SAFETY: as above; `close` is async-signal-safe.
+        unsafe { each_fd_from(first as RawFd, close_fd) };
     }
-    let first = first as RawFd;
-    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
-        // Collected first: the directory's own fd is closed when the iterator is dropped (its
-        // number, listed too, is then closed again harmlessly with EBADF).
-        Ok(dir) => dir
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd >= first)
-            .collect(),
-        Err(_) => (first..nofile_limit().min(65_536) as RawFd).collect(),
-    };
-    for fd in fds {
-        // SAFETY: as above: fds inherited from our parent, which no Rust object owns.
-        unsafe { libc::close(fd) };
+}
+
+fn close_fd(fd: RawFd) {
+    // SAFETY: only called by `each_fd_from` on fds no Rust object owns (see its callers).
+    unsafe { libc::close(fd) };
+}
+
+/// Calls `op` on every open fd ≥ `first`, as listed by getdents64(2) on /proc/self/fd into a
+/// stack buffer (opendir(3) would allocate), or without /proc on every number below
+/// RLIMIT_NOFILE (at most 65536). The fallback of close_range(2) on kernels before 5.9 (and of
+/// CLOSE_RANGE_CLOEXEC before 5.11).
+///
+/// # Safety
+/// Async-signal-safe (raw syscalls and stack memory only), so also usable between fork and
+/// exec; `op` must be too, and may act on fds only if no Rust object owns them.
+pub unsafe fn each_fd_from(first: RawFd, op: fn(RawFd)) {
+    unsafe {
+        let dir = libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if dir < 0 {
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur.min(65_536) as RawFd
+            } else {
+                1024
+            };
+            (first..max).for_each(op);
+            return;
+        }
+        // u64s: struct linux_dirent64 is 8-aligned.
+        let mut buf = [0u64; 256];
+        loop {
+            let n = libc::syscall(
+                libc::SYS_getdents64,
+                dir,
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            );
+            if n <= 0 {
+                break;
+            }
+            let base = buf.as_ptr().cast::<u8>();
+            let mut off = 0usize;
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            while off + 19 < n as usize {
+                let reclen = std::ptr::read_unaligned(base.add(off + 16).cast::<u16>()) as usize;
+                if reclen == 0 {
+                    break;
+                }
+                let name = base.add(off + 19);
+                let (mut fd, mut i): (RawFd, usize) = (0, 0);
+                while i + 19 < reclen && (*name.add(i)).is_ascii_digit() {
+                    fd = fd
+                        .wrapping_mul(10)
+                        .wrapping_add((*name.add(i) - b'0') as RawFd);
+                    i += 1;
+                }
+                // "." and ".." have no digits; the directory's own fd is closed below. Closing
+                // entries while reading on does not disturb the listing (the kernel walks the
+                // fd table by number).
+                if i > 0 && fd >= first && fd != dir {
+                    op(fd);
+                }
+                off += reclen;
+            }
+        }
+        libc::close(dir);
     }
 }
 
