@@ -87,9 +87,12 @@ fn rollback_case(gen2: &str, helper: bool, track: &str, why: &str, extra: &[&str
         gen_procs(&sup.init, 2).is_empty()
     });
     // From now on only generation 1 answers. A response generation 2 sent just before it
-    // exited may still be counted by its client: let every client finish a few requests first.
-    let ok = load.progress().ok;
-    assert!(load.wait_until(DEADLINE, |p| p.ok >= ok + 40));
+    // exited may still be counted by its client (a starved client thread reads it late): let
+    // every client finish two more requests, the second sent after generation 2 was gone.
+    assert!(
+        load.wait_each_client(DEADLINE, 2),
+        "{case}: a client stalled"
+    );
     let from_2 = load.progress().ok_from_gen(2);
     let ok = load.progress().ok;
     assert!(load.wait_until(DEADLINE, |p| p.ok >= ok + 100));

@@ -96,6 +96,8 @@ pub struct Progress {
     pub failed: u64,
     /// `gen=` values in order of first appearance, with the OK responses that carried each.
     pub gens: Vec<(u64, u64)>,
+    /// Requests finished (answered or failed), per client.
+    pub done_by_client: Vec<u64>,
 }
 
 impl Progress {
@@ -164,6 +166,7 @@ impl LoadReport {
 #[derive(Default)]
 struct Stats {
     report: LoadReport,
+    done_by_client: Vec<u64>,
 }
 
 impl Stats {
@@ -173,6 +176,10 @@ impl Stats {
             self.report.per_second.resize(second + 1, (0, 0));
         }
         self.report.total += 1;
+        if self.done_by_client.len() <= client {
+            self.done_by_client.resize(client + 1, 0);
+        }
+        self.done_by_client[client] += 1;
         match outcome {
             Ok(response) => {
                 self.report.ok += 1;
@@ -242,7 +249,20 @@ impl LoadHandle {
             ok: stats.report.ok,
             failed: stats.report.failures.len() as u64,
             gens: stats.report.gens.clone(),
+            done_by_client: stats.done_by_client.clone(),
         }
+    }
+
+    /// Waits until every client has finished `n` more requests than now. With `n` ≥ 2 each
+    /// client has then finished a request it sent after this call: whatever a server sent
+    /// before it (a response in a socket buffer, read late by a starved client) is counted.
+    pub fn wait_each_client(&self, timeout: Duration, n: u64) -> bool {
+        let clients = self.threads.len();
+        let mut base = self.progress().done_by_client;
+        base.resize(clients, 0);
+        self.wait_until(timeout, |p| {
+            (0..clients).all(|c| p.done_by_client.get(c).copied().unwrap_or(0) >= base[c] + n)
+        })
     }
 
     /// Polls `cond` (every 10 ms) until it holds or `timeout` passes; returns whether it held.
