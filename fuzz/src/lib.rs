@@ -46,7 +46,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signal", signal),
     ("listen_url", listen_url),
     ("notify", notify),
-    // ("notify_recv", notify_recv): registered once datagrams with more than 16 fds are handled.
+    ("notify_recv", notify_recv),
     ("control_request", control_request),
     ("pidfile", pidfile),
 ];
