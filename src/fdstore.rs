@@ -8,7 +8,7 @@
 //! POLLERR (a connection the peer reset) is dropped, unless it was stored with `FDPOLL=0`. Every
 //! stored fd is closed when init exits.
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 use nix::sys::stat::fstat;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
@@ -97,32 +97,27 @@ impl FdStore {
         before - self.fds.len()
     }
 
-    /// Drops the polled fds that hung up or failed (one poll(2) with no wait, and only when
-    /// something is stored); returns the names dropped.
-    pub fn drop_hung_up(&mut self) -> Vec<String> {
-        let watched: Vec<usize> = (0..self.fds.len()).filter(|&i| self.fds[i].poll).collect();
-        if watched.is_empty() {
+    /// Whether poll(2)'s `revents` for a stored fd mean it is gone: the peer hung up or reset
+    /// it (POLLHUP, POLLERR), or it is no longer an open fd (POLLNVAL).
+    pub fn hung_up(revents: Option<PollFlags>) -> bool {
+        let gone = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+        revents.is_some_and(|r| r.intersects(gone))
+    }
+
+    /// Drops the polled fds that init's own poll(2) over `watched` found hung up (`reported`,
+    /// raw fds; see `hung_up`): no poll of its own. Returns the names dropped.
+    pub fn drop_hung_up(&mut self, reported: &[RawFd]) -> Vec<String> {
+        if reported.is_empty() {
             return Vec::new();
         }
-        let mut pfds: Vec<PollFd> = watched
-            .iter()
-            .map(|&i| PollFd::new(self.fds[i].fd.as_fd(), PollFlags::empty()))
-            .collect();
-        if poll(&mut pfds, PollTimeout::ZERO).unwrap_or(0) <= 0 {
-            return Vec::new();
-        }
-        let bad = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
-        let gone: Vec<usize> = watched
-            .iter()
-            .zip(&pfds)
-            .filter(|(_, p)| p.revents().is_some_and(|r| r.intersects(bad)))
-            .map(|(&i, _)| i)
-            .collect();
-        drop(pfds);
         let mut names = Vec::new();
-        for &i in gone.iter().rev() {
-            names.push(self.fds.remove(i).name);
-        }
+        self.fds.retain(|s| {
+            let gone = s.poll && reported.contains(&s.fd.as_raw_fd());
+            if gone {
+                names.push(s.name.clone());
+            }
+            !gone
+        });
         names
     }
 
@@ -176,6 +171,20 @@ mod tests {
         assert_eq!(store.add("x", vec![a], true).refused, 1);
     }
 
+    /// What init's loop does: one poll(2) over `watched`, the hung-up fds handed over.
+    fn poll_watched(store: &FdStore) -> Vec<RawFd> {
+        use nix::poll::{PollFd, PollTimeout, poll};
+        let mut pfds: Vec<PollFd> = store
+            .watched()
+            .map(|fd| PollFd::new(fd, PollFlags::empty()))
+            .collect();
+        poll(&mut pfds, PollTimeout::ZERO).unwrap();
+        pfds.iter()
+            .filter(|p| FdStore::hung_up(p.revents()))
+            .map(|p| p.as_fd().as_raw_fd())
+            .collect()
+    }
+
     #[test]
     fn hung_up_fds_are_dropped_unless_not_polled() {
         let mut store = FdStore::new(8);
@@ -185,11 +194,33 @@ mod tests {
         store.add("a", vec![a], true);
         store.add("b", vec![b], false);
         store.add("c", vec![c], true);
-        assert!(store.drop_hung_up().is_empty());
+        assert!(store.drop_hung_up(&poll_watched(&store)).is_empty());
         drop(pa);
         drop(pb);
-        assert_eq!(store.drop_hung_up(), vec!["a".to_string()]);
+        assert_eq!(
+            store.drop_hung_up(&poll_watched(&store)),
+            vec!["a".to_string()]
+        );
         let names: Vec<&str> = store.entries().map(|(_, n)| n).collect();
         assert_eq!(names, ["b", "c"]);
+    }
+
+    /// The store trusts what it is handed and polls nothing itself: a hung-up fd nobody
+    /// reported stays, and a reported one stored with FDPOLL=0 stays too.
+    #[test]
+    fn only_reported_polled_fds_are_dropped() {
+        let mut store = FdStore::new(8);
+        let (a, pa) = pair();
+        let (b, _pb) = pair();
+        store.add("a", vec![a], true);
+        store.add("b", vec![b], false);
+        drop(pa);
+        assert!(store.drop_hung_up(&[]).is_empty());
+        let raw: Vec<RawFd> = store.entries().map(|(fd, _)| fd).collect();
+        assert_eq!(store.drop_hung_up(&[raw[1]]), Vec::<String>::new());
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.drop_hung_up(&raw), vec!["a".to_string()]);
+        let names: Vec<&str> = store.entries().map(|(_, n)| n).collect();
+        assert_eq!(names, ["b"]);
     }
 }

@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::SigSet;
 use nix::sys::signalfd::SignalFd;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,14 @@ struct Init {
 }
 
 use crate::sys::kill;
+
+/// What one wait's poll(2) found hung up besides what is ready to read.
+struct Woke {
+    /// Held listeners (indices), to listen again on.
+    listeners: Vec<usize>,
+    /// The fd store's watched fds (raw, as polled), to drop.
+    stored: Vec<RawFd>,
+}
 
 fn env_entry(k: &str, v: &str) -> Vec<u8> {
     spawn::env_entry(k.as_bytes(), v.as_bytes())
@@ -206,9 +214,16 @@ impl Init {
                 .into_iter()
                 .flatten()
                 .min();
-            let hung_up = self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
-            if !hung_up.is_empty() {
-                self.repair_listeners(&hung_up);
+            let woke = self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
+            if !woke.listeners.is_empty() {
+                self.repair_listeners(&woke.listeners);
+            }
+            // Before anything this turn adds to the store or removes from it (the notify
+            // messages below), so the fds reported are the fds polled.
+            if let Some(sup) = &mut self.sup {
+                for name in sup.fdstore.drop_hung_up(&woke.stored) {
+                    debug!("fd store: '{name}' hung up; closed");
+                }
             }
             let mut signals = Vec::new();
             sys::read_signals(&self.sfd, &mut signals);
@@ -226,8 +241,8 @@ impl Init {
     }
 
     /// Sleeps until a signal or a message arrives or `timeout` passes; no timeout, no wake-up.
-    /// Returns the listeners that reported a hang-up.
-    fn wait(&self, timeout: Option<Duration>) -> Vec<usize> {
+    /// Returns the held listeners and stored fds the same poll(2) found hung up.
+    fn wait(&self, timeout: Option<Duration>) -> Woke {
         let timeout = match timeout {
             // Round up so we never wake a millisecond early and spin.
             Some(t) => {
@@ -238,6 +253,7 @@ impl Init {
         };
         let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
         let mut watched = Vec::new();
+        let mut stored_from = fds.len();
         if let Some(sup) = &self.sup {
             fds.push(PollFd::new(sup.notify.fd.as_fd(), PollFlags::POLLIN));
             // Held listeners with no events asked: poll(2) still reports POLLHUP/POLLERR, which
@@ -253,7 +269,8 @@ impl Init {
                     .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
             );
             // No events asked: poll(2) reports POLLHUP/POLLERR anyway, and the fd store drops
-            // those fds in the same turn, so this cannot spin.
+            // those fds in the same turn (`Woke::stored`), so this cannot spin.
+            stored_from = fds.len();
             fds.extend(
                 sup.fdstore
                     .watched()
@@ -265,12 +282,18 @@ impl Init {
             Err(e) => warn!("poll failed: {}", e.desc()),
         }
         let hup = PollFlags::POLLHUP | PollFlags::POLLERR;
-        watched
+        let listeners = watched
             .into_iter()
             .zip(fds.iter().skip(2))
             .filter(|(_, p)| p.revents().is_some_and(|r| r.intersects(hup)))
             .map(|(i, _)| i)
-            .collect()
+            .collect();
+        let stored = fds[stored_from..]
+            .iter()
+            .filter(|p| crate::fdstore::FdStore::hung_up(p.revents()))
+            .map(|p| p.as_fd().as_raw_fd())
+            .collect();
+        Woke { listeners, stored }
     }
 
     /// Reaps every ended child, then reports one turn's observations to the state machine at
@@ -628,7 +651,6 @@ impl Init {
         let mut cgroup = None;
         if let Some(sup) = &self.sup {
             // The listeners, then the fd store's fds (sd_listen_fds(3) order, as systemd).
-            use std::os::fd::AsRawFd;
             let mut names: Vec<&str> = Vec::new();
             for l in &sup.listeners {
                 fds.push(l.fd.as_raw_fd());

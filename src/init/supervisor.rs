@@ -172,11 +172,6 @@ impl Init {
         for (m, fds) in msgs {
             self.on_notify(m, fds);
         }
-        if let Some(sup) = &mut self.sup {
-            for name in sup.fdstore.drop_hung_up() {
-                debug!("fd store: '{name}' hung up; closed");
-            }
-        }
         for r in requests {
             match r {
                 control::Request::Reload {
