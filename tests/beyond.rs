@@ -288,6 +288,17 @@ fn in_place_reload_reports_ok_and_timeout() {
     assert!(out.starts_with("ok: generation 1 serving, pid "), "{out}");
     let logs = sup.init.logs();
     assert!(logs.contains("generation 1: reloaded"), "{logs}");
+    // One line for the reload's start: the signal sent, with the service's RELOADING=1 (seen,
+    // or it would not be reloaded) as its answer, not a second line.
+    let started: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("generation 1: reloading"))
+        .collect();
+    assert_eq!(started.len(), 1, "{logs}");
+    assert!(
+        started[0].ends_with("generation 1: reloading in place (sent SIGUSR1)"),
+        "{logs}"
+    );
     assert!(
         logs.contains("testsvc") && logs.contains("got SIGUSR1"),
         "{logs}"

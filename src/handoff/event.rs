@@ -99,9 +99,11 @@ pub enum Event {
         generation: u32,
         kill_in: Duration,
     },
-    /// `--reload-signal` sent for an in-place reload.
+    /// `--reload-signal` (`signal`) sent for an in-place reload; the service's RELOADING=1 that
+    /// follows is part of this event, not one of its own.
     Reloading {
         generation: u32,
+        signal: i32,
     },
     Reloaded {
         generation: u32,
@@ -249,9 +251,11 @@ impl fmt::Display for Event {
                 "generation {generation}: hung and its replacement failed: SIGABRT, SIGKILL in {}",
                 dur(*kill_in)
             ),
-            Event::Reloading { generation } => {
-                write!(f, "generation {generation}: reloading in place")
-            }
+            Event::Reloading { generation, signal } => write!(
+                f,
+                "generation {generation}: reloading in place (sent {})",
+                crate::signals::name(*signal)
+            ),
             Event::Reloaded { generation } => write!(f, "generation {generation}: reloaded"),
             Event::ReloadFailed {
                 generation,

@@ -700,7 +700,10 @@ impl Machine {
         }
         g.reload_deadline = Some(at(now, timeout));
         g.reloading = false;
-        out.push(Action::Log(Event::Reloading { generation: g.id }));
+        out.push(Action::Log(Event::Reloading {
+            generation: g.id,
+            signal: sig,
+        }));
         out.push(Action::Signal {
             target: g.target(),
             sig,

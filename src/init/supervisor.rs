@@ -254,7 +254,19 @@ impl Init {
             info!("generation {generation}: stopping (STOPPING=1)");
         }
         if m.reloading {
-            info!("generation {generation}: reloading (RELOADING=1)");
+            // In an in-place reload, "reloading in place" was said when the signal was sent:
+            // RELOADING=1 is the service's answer to it. Without one, the service reloads on
+            // its own, and this is the only line that says so.
+            let asked = self
+                .machine
+                .generations()
+                .iter()
+                .any(|g| g.id == generation && g.reload_deadline.is_some());
+            if asked {
+                debug!("generation {generation}: RELOADING=1");
+            } else {
+                info!("generation {generation}: reloading (RELOADING=1)");
+            }
             self.apply(Fact::Reloading { generation });
         }
         if m.ready {
