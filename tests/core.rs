@@ -2,20 +2,13 @@
 //! a subreaper), with the project's test service. Exact exit codes and signals; waits have
 //! deadlines; no fixed sleeps.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 fn report_has(path: &std::path::Path, line: &str) -> bool {
     fs::read_to_string(path).is_ok_and(|r| r.lines().any(|l| l.ends_with(line)))

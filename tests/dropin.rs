@@ -4,6 +4,7 @@
 //! `-r` over the job-control rewrites, the peers' environment switches, and SIGTERM as the first
 //! signal a leftover sees. Each as PID 1 of a fresh PID namespace and as a subreaper.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -13,14 +14,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 /// The two ways init runs: PID 1 of a namespace, and a subreaper below the test.
 const MODES: [bool; 2] = [true, false];

@@ -3,6 +3,7 @@
 //! resources over many handoffs. The real binary as PID 1 in a fresh PID namespace (the network
 //! namespace is shared, so the test reaches its listeners on 127.0.0.1), real clients.
 
+#[macro_use]
 mod common;
 #[path = "support/load.rs"]
 mod load;
@@ -18,14 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use sup::*;
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 #[test]
 fn fifty_handoffs_under_load_fail_no_request() {

@@ -3,6 +3,7 @@
 //! the real binary as PID 1 of a fresh PID namespace. Bounds are asserted as counts (open fds,
 //! VmHWM, CPU ticks), never as timings.
 
+#[macro_use]
 mod common;
 #[path = "support/load.rs"]
 mod load;
@@ -19,14 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use sup::*;
-
-macro_rules! need_unshare {
-    () => {
-        if !can_unshare() {
-            return;
-        }
-    };
-}
 
 /// A start script in `dir`: `body` runs with $SVC set to the test service.
 fn script(dir: &TempDir, body: &str) -> PathBuf {
