@@ -27,11 +27,7 @@ fn script(dir: &TempDir, gen1: &str, gen2: &str) -> PathBuf {
 }
 
 fn sup_with(dir: &TempDir, args: &[&str], gen1: &str, gen2: &str) -> Sup {
-    let start = script(dir, gen1, gen2);
-    let mut all = vec!["--listen", "tcp://127.0.0.1:0"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--", start.to_str().unwrap()]);
-    Sup::start(&all, true)
+    Sup::script(&script(dir, gen1, gen2), args)
 }
 
 /// A generation that stops sending WATCHDOG=1 is replaced by a handoff: its replacement

@@ -37,36 +37,24 @@ fn gen_procs(init: &Init, generation: u32) -> Vec<i32> {
 /// start.sh: generation 2 runs the service with `gen2` (and first, with `helper`, a background
 /// copy of the service that holds and serves the socket but tells init nothing, as a worker
 /// started with `./worker &` would); every other generation runs it plainly.
-fn start_script(dir: &Path, gen2: &str, helper: bool) -> PathBuf {
+fn start_script(dir: &TempDir, gen2: &str, helper: bool) -> PathBuf {
     let helper = if helper {
         format!("(unset LISTEN_PID NOTIFY_SOCKET; exec {SVC} http) &\n  ")
     } else {
         String::new()
     };
-    let p = dir.join("start.sh");
-    fs::write(
-        &p,
-        format!(
+    dir.script(
+        "start.sh",
+        &format!(
             "#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 2 ]; then\n  {helper}exec {SVC} http {gen2}\nfi\nexec {SVC} http\n"
         ),
     )
-    .unwrap();
-    set_mode(&p, 0o755);
-    p
 }
 
 fn supervise(start: &Path, track: &str, extra: &[&str]) -> Sup {
-    let mut args = vec![
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--track",
-        track,
-        "--grace",
-        "5s",
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--", start.to_str().unwrap()]);
-    let sup = Sup::start(&args, true);
+    let mut flags = vec!["--track", track, "--grace", "5s"];
+    flags.extend_from_slice(extra);
+    let sup = Sup::script(start, &flags);
     sup.wait_serving(1);
     sup
 }
@@ -75,7 +63,7 @@ fn supervise(start: &Path, track: &str, extra: &[&str]) -> Sup {
 /// no failed request, nothing of generation 2 is left, and the next handoff works.
 fn rollback_case(gen2: &str, helper: bool, track: &str, why: &str, extra: &[&str]) {
     let scripts = TempDir::new();
-    let start = start_script(&scripts.0, gen2, helper);
+    let start = start_script(&scripts, gen2, helper);
     let mut sup = supervise(&start, track, extra);
     let load = busy(sup.addr(), 4, 50);
     let (code, out) = sup.reload();
@@ -185,7 +173,7 @@ fn new_generation_crashes_right_after_ready_while_the_old_one_drains() {
     for (track, helper) in [("main", false), ("main", true), ("group", false)] {
         let case = format!("track={track} helper={helper}");
         let scripts = TempDir::new();
-        let start = start_script(&scripts.0, "--ready-then-exit 300", helper);
+        let start = start_script(&scripts, "--ready-then-exit 300", helper);
         let mut sup = supervise(&start, track, &["--restart", "on-failure"]);
         let load = busy(sup.addr(), 4, 50);
         let (code, out) = sup.reload();
@@ -211,7 +199,7 @@ fn new_generation_crashes_right_after_ready_while_the_old_one_drains() {
     }
     // --track group with a worker: the generation lives while the worker does, and serves.
     let scripts = TempDir::new();
-    let start = start_script(&scripts.0, "--ready-then-exit 300", true);
+    let start = start_script(&scripts, "--ready-then-exit 300", true);
     let mut sup = supervise(&start, "group", &["--restart", "on-failure"]);
     let load = busy(sup.addr(), 4, 50);
     assert_eq!(sup.reload().0, 0);
@@ -237,7 +225,7 @@ fn new_generation_crashes_right_after_ready_while_the_old_one_drains() {
 fn a_crash_after_the_handoff_without_restart_is_the_end() {
     need_unshare!();
     let scripts = TempDir::new();
-    let start = start_script(&scripts.0, "--ready-then-exit 300", true);
+    let start = start_script(&scripts, "--ready-then-exit 300", true);
     let mut sup = supervise(&start, "main", &[]);
     assert_eq!(sup.reload().0, 0);
     assert_eq!(sup.init.wait_exit(), 3, "{}", sup.init.logs());
@@ -259,17 +247,7 @@ fn reload_during_restart_backoff() {
             fail.display()
         ),
     );
-    let sup = Sup::start(
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--restart",
-            "on-failure",
-            "--",
-            start.to_str().unwrap(),
-        ],
-        true,
-    );
+    let sup = Sup::script(&start, &["--restart", "on-failure"]);
     wait_until("a long backoff", || {
         sup.init.stderr().contains("restarting in 1.6s")
     });
@@ -355,7 +333,7 @@ fn sigterm_to_init_in_every_state() {
     }
     // During a handoff (generation 2 still starting).
     let scripts = TempDir::new();
-    let start = start_script(&scripts.0, "--start-delay 30000", false);
+    let start = start_script(&scripts, "--start-delay 30000", false);
     let mut sup = supervise(&start, "main", &[]);
     let init = sup.init.pid();
     let reload = Command::new(INIT)
@@ -381,13 +359,7 @@ fn sigterm_to_init_in_every_state() {
     assert!(!Path::new(&format!("/proc/{init}")).exists());
     // During a drain: generation 1 ignores the stop signal; init's grace ends it.
     let scripts = TempDir::new();
-    let p = scripts.path("start.sh");
-    fs::write(
-        &p,
-        format!("#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 1 ]; then exec {SVC} http --ignore-term; fi\nexec {SVC} http\n"),
-    )
-    .unwrap();
-    set_mode(&p, 0o755);
+    let p = gen_script(&scripts, 1, "--ignore-term");
     let mut sup = supervise(&p, "main", &["--grace", "1s"]);
     assert_eq!(sup.reload().0, 0);
     wait_until("generation 1 draining", || {
@@ -399,17 +371,7 @@ fn sigterm_to_init_in_every_state() {
     // During a restart backoff: no new generation starts; the status is the last crash's.
     let dir = TempDir::new();
     let start = dir.script("start.sh", "#!/bin/sh\nexit 4\n");
-    let mut sup = Sup::start(
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--restart",
-            "on-failure",
-            "--",
-            start.to_str().unwrap(),
-        ],
-        true,
-    );
+    let mut sup = Sup::script(&start, &["--restart", "on-failure"]);
     wait_until("a long backoff", || {
         sup.init.stderr().contains("restarting in 800ms")
     });
@@ -428,13 +390,7 @@ fn sigterm_to_init_in_every_state() {
 fn old_generation_ignoring_the_stop_signal_is_killed_at_the_drain_timeout() {
     need_unshare!();
     let scripts = TempDir::new();
-    let p = scripts.path("start.sh");
-    fs::write(
-        &p,
-        format!("#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 1 ]; then exec {SVC} http --ignore-term; fi\nexec {SVC} http\n"),
-    )
-    .unwrap();
-    set_mode(&p, 0o755);
+    let p = gen_script(&scripts, 1, "--ignore-term");
     let mut sup = supervise(&p, "main", &["--drain-timeout", "1s"]);
     assert_eq!(sup.reload().0, 0);
     wait_until("generation 1 killed", || gen_procs(&sup.init, 1).is_empty());
@@ -539,17 +495,7 @@ fn a_drained_generations_daemons_are_stopped_with_it() {
             "start.sh",
             &format!("#!/bin/sh\nsetsid sleep 300 &\nexec {SVC} http\n"),
         );
-        let mut sup = Sup::start(
-            &[
-                "--listen",
-                "tcp://127.0.0.1:0",
-                "--cgroup",
-                cgroup,
-                "--",
-                start.to_str().unwrap(),
-            ],
-            true,
-        );
+        let mut sup = Sup::script(&start, &["--cgroup", cgroup]);
         sup.wait_serving(1);
         if cgroup == "auto" {
             assert!(
@@ -583,7 +529,7 @@ fn a_drained_generations_daemons_are_stopped_with_it() {
 fn ctl_runs_as_a_plain_command() {
     need_unshare!();
     let scripts = TempDir::new();
-    let start = start_script(&scripts.0, "--start-delay 30000", false);
+    let start = start_script(&scripts, "--start-delay 30000", false);
     let sup = supervise(&start, "main", &[]);
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);

@@ -15,7 +15,7 @@ use load::LoadConfig;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use sup::*;
@@ -60,18 +60,6 @@ fn fifty_handoffs_under_load_fail_no_request() {
     assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
 }
 
-/// start.sh choosing the service's behaviour by generation.
-fn by_generation(dir: &Path, gen2: &str) -> PathBuf {
-    let p = dir.join("start.sh");
-    fs::write(
-        &p,
-        format!("#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = 2 ]; then exec {SVC} http {gen2}; fi\nexec {SVC} http\n"),
-    )
-    .unwrap();
-    set_mode(&p, 0o755);
-    p
-}
-
 #[test]
 fn failed_new_generation_is_rolled_back_and_the_old_keeps_serving() {
     need_unshare!();
@@ -80,18 +68,8 @@ fn failed_new_generation_is_rolled_back_and_the_old_keeps_serving() {
         ("--never-ready", "not ready within 1s"),
     ] {
         let scripts = TempDir::new();
-        let start = by_generation(&scripts.0, gen2);
-        let sup = Sup::start(
-            &[
-                "--listen",
-                "tcp://127.0.0.1:0",
-                "--ready-timeout",
-                "1s",
-                "--",
-                start.to_str().unwrap(),
-            ],
-            true,
-        );
+        let start = gen_script(&scripts, 2, gen2);
+        let sup = Sup::script(&start, &["--ready-timeout", "1s"]);
         let addr = sup.addr();
         sup.wait_serving(1);
         let load = load::start(LoadConfig {
@@ -171,18 +149,8 @@ fn sighup_triggers_coalesce_into_at_most_one_more_handoff() {
 fn shutdown_during_a_handoff_stops_both_generations_gracefully() {
     need_unshare!();
     let scripts = TempDir::new();
-    let start = by_generation(&scripts.0, "--start-delay 60000");
-    let mut sup = Sup::start(
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--grace",
-            "10s",
-            "--",
-            start.to_str().unwrap(),
-        ],
-        true,
-    );
+    let start = gen_script(&scripts, 2, "--start-delay 60000");
+    let mut sup = Sup::script(&start, &["--grace", "10s"]);
     sup.wait_serving(1);
     sup.init.signal(libc::SIGHUP);
     wait_until("generation 2 starting", || {
@@ -544,17 +512,7 @@ fn restart_on_failure_keeps_the_socket_and_clients_queue() {
             c = count.display()
         ),
     );
-    let sup = Sup::start(
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--restart",
-            "on-failure",
-            "--",
-            start.to_str().unwrap(),
-        ],
-        true,
-    );
+    let sup = Sup::script(&start, &["--restart", "on-failure"]);
     let addr = sup.addr();
     // Connections made while no generation runs are queued by the kernel on the held socket.
     assert!(get(addr, "/").contains("gen=3"));
@@ -799,17 +757,7 @@ fn what_a_drained_generation_leaves_behind_is_killed_at_the_drain_deadline() {
             trapped = dir.path("trapped").display()
         ),
     );
-    let sup = Sup::start(
-        &[
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--drain-timeout",
-            "500ms",
-            "--",
-            start.to_str().unwrap(),
-        ],
-        true,
-    );
+    let sup = Sup::script(&start, &["--drain-timeout", "500ms"]);
     sup.wait_serving(1);
     // Once its trap is set: a SIGTERM before that would simply end it.
     wait_until("the helper ignores SIGTERM", || {

@@ -6,7 +6,7 @@ use crate::common::*;
 use crate::load::{self, ConnMode, LoadConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -39,6 +39,15 @@ impl Sup {
             },
         );
         Sup { init, control }
+    }
+
+    /// `handoff-init --listen tcp://127.0.0.1:0 FLAGS -- START` as PID 1: a start script
+    /// supervised with one TCP listener on a free port.
+    pub fn script(start: &Path, flags: &[&str]) -> Sup {
+        let mut args = vec!["--listen", "tcp://127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        args.extend(["--", start.to_str().unwrap()]);
+        Sup::start(&args, true)
     }
 
     /// Runs `handoff-init ctl ARGS`; returns (exit code, stdout).
@@ -94,6 +103,17 @@ impl Sup {
     pub fn reload(&self) -> (i32, String) {
         self.ctl(&["reload"])
     }
+}
+
+/// start.sh in `dir`: generation `generation` runs the test service as `http ARGS`, every other
+/// generation runs it plainly.
+pub fn gen_script(dir: &TempDir, generation: u32, args: &str) -> PathBuf {
+    dir.script(
+        "start.sh",
+        &format!(
+            "#!/bin/sh\nif [ \"$HANDOFF_GENERATION\" = {generation} ]; then exec {SVC} http {args}; fi\nexec {SVC} http\n"
+        ),
+    )
 }
 
 /// One HTTP/1.1 GET on a new connection; returns the body.
