@@ -238,10 +238,7 @@ fn reaps_orphans(pid1: bool) {
     let mut init = Init::start_in(
         dir,
         &["-w", "--", start.to_str().unwrap()],
-        Opts {
-            pid1,
-            ..Opts::default()
-        },
+        Opts::mode(pid1),
     );
     // `orphans` returns once all 1000 grandchildren (orphaned to init) have exited.
     wait_report(&report, "waiting");
@@ -382,14 +379,7 @@ fn shutdown_reaches_processes_that_left_the_group_and_waits_for_them() {
                 r = ready.display()
             ),
         );
-        let mut init = Init::start_in(
-            dir,
-            &["--", start.to_str().unwrap()],
-            Opts {
-                pid1,
-                ..Opts::default()
-            },
-        );
+        let mut init = Init::start_in(dir, &["--", start.to_str().unwrap()], Opts::mode(pid1));
         wait_until("the setsid child to start", || ready.exists());
         init.wait_for_output("waiting");
         init.signal(libc::SIGTERM);
@@ -456,14 +446,7 @@ fn when_the_command_exits_leftovers_get_sigterm_and_init_waits() {
                 r = report.display()
             ),
         );
-        let mut init = Init::start_in(
-            dir,
-            &["--", start.to_str().unwrap()],
-            Opts {
-                pid1,
-                ..Opts::default()
-            },
-        );
+        let mut init = Init::start_in(dir, &["--", start.to_str().unwrap()], Opts::mode(pid1));
         assert_eq!(init.wait_exit(), 5, "{}", init.logs());
         assert!(
             report_has(&report, "got SIGTERM"),

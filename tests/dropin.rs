@@ -96,14 +96,7 @@ fn a_clean_plain_run_writes_nothing_to_stderr() {
             "{SVC} wait --report {r} & exec {SVC} wait --report {r}2",
             r = r.display()
         );
-        let mut init = Init::start_in(
-            dir,
-            &["--", "sh", "-c", &script],
-            Opts {
-                pid1,
-                ..Opts::default()
-            },
-        );
+        let mut init = Init::start_in(dir, &["--", "sh", "-c", &script], Opts::mode(pid1));
         wait_report(&r, "waiting");
         wait_report(&PathBuf::from(format!("{}2", r.display())), "waiting");
         init.signal(libc::SIGUSR1);
@@ -210,9 +203,11 @@ const STOPS: [(i32, &str); 3] = [
     (libc::SIGTTOU, "SIGTTOU"),
 ];
 
-/// Init's expected state once it has handled a job-control stop: PID 1 cannot stop itself.
-fn init_after_stop(pid1: bool) -> fn(char) -> bool {
-    if pid1 { running } else { stopped }
+/// Waits until init (host pid `pid`) is in its state after it has handled a job-control stop:
+/// PID 1 cannot stop itself.
+fn wait_init_after_stop(pid: i32, pid1: bool) {
+    let want = if pid1 { running } else { stopped };
+    wait_state(pid, "in its state after a stop", want);
 }
 
 #[test]
@@ -224,10 +219,7 @@ fn job_control_stop_stops_the_group_and_init_and_cont_resumes_them() {
         let mut init = Init::start_in(
             dir,
             &["--", SVC, "wait", "--report", r.to_str().unwrap()],
-            Opts {
-                pid1,
-                ..Opts::default()
-            },
+            Opts::mode(pid1),
         );
         wait_report(&r, "waiting");
         let svc = init.find_one("wait");
@@ -236,11 +228,7 @@ fn job_control_stop_stops_the_group_and_init_and_cont_resumes_them() {
             // catches, so the service stops although it catches every other signal.
             init.signal(sig);
             wait_state(svc, "stopped", stopped);
-            wait_state(
-                init.pid(),
-                "in its state after a stop",
-                init_after_stop(pid1),
-            );
+            wait_init_after_stop(init.pid(), pid1);
             init.signal(libc::SIGCONT);
             wait_state(init.pid(), "running", running);
             wait_state(svc, "running", running);
@@ -281,11 +269,7 @@ fn single_child_forwards_the_stop_as_it_is_then_init_stops() {
             for (i, (sig, name)) in STOPS.into_iter().enumerate() {
                 init.signal(sig);
                 wait_report(&r, &format!("got {name}"));
-                wait_state(
-                    init.pid(),
-                    "in its state after a stop",
-                    init_after_stop(pid1),
-                );
+                wait_init_after_stop(init.pid(), pid1);
                 assert!(running(state(svc).unwrap()), "{flags:?} {env:?}");
                 init.signal(libc::SIGCONT);
                 wait_state(init.pid(), "running", running);
@@ -317,31 +301,20 @@ fn rewrite_overrides_the_job_control_defaults() {
                 "--report",
                 r.to_str().unwrap(),
             ],
-            Opts {
-                pid1,
-                ..Opts::default()
-            },
+            Opts::mode(pid1),
         );
         wait_report(&r, "waiting");
         let svc = init.find_one("wait");
         init.signal(libc::SIGTSTP);
         // Dropped: the service neither stops nor hears of it; init stops all the same, as
         // dumb-init does.
-        wait_state(
-            init.pid(),
-            "in its state after a stop",
-            init_after_stop(pid1),
-        );
+        wait_init_after_stop(init.pid(), pid1);
         assert!(running(state(svc).unwrap()));
         init.signal(libc::SIGCONT);
         wait_report(&r, "got SIGCONT");
         init.signal(libc::SIGTTIN);
         wait_report(&r, "got SIGUSR1");
-        wait_state(
-            init.pid(),
-            "in its state after a stop",
-            init_after_stop(pid1),
-        );
+        wait_init_after_stop(init.pid(), pid1);
         init.signal(libc::SIGCONT);
         wait_state(init.pid(), "running", running);
         // Seen before the next stop: a SIGSTOP discards a pending SIGCONT (signal(7)).
@@ -351,11 +324,7 @@ fn rewrite_overrides_the_job_control_defaults() {
         wait_state(svc, "stopped", stopped);
         // Init stops itself after forwarding the stop: a SIGCONT before that would be spent
         // on a running init, which then stops with the job still stopped.
-        wait_state(
-            init.pid(),
-            "in its state after a stop",
-            init_after_stop(pid1),
-        );
+        wait_init_after_stop(init.pid(), pid1);
         init.signal(libc::SIGCONT);
         wait_state(svc, "running", running);
         wait_until("the third SIGCONT", || conts(&r) == 3);
@@ -510,7 +479,7 @@ fn ctrl_z_under_a_terminal_stops_the_job_and_cont_resumes_it() {
             let context = |pty: &Pty| format!("pid1={pid1} {flags:?}: {}", pty.output());
             pty.type_keys(b"\x1a");
             wait_state(job, "stopped by Ctrl-Z", stopped);
-            wait_state(init, "in its state after a stop", init_after_stop(pid1));
+            wait_init_after_stop(init, pid1);
             // fg: SIGCONT to the job's group, here init's.
             kill(init, libc::SIGCONT);
             wait_state(init, "running", running);
@@ -674,10 +643,7 @@ fn leftovers_see_sigterm_first_and_stopped_ones_are_continued() {
         let mut init = Init::start_in(
             dir,
             &["--grace", "1s", "--", "sh", "-c", &script],
-            Opts {
-                pid1,
-                ..Opts::default()
-            },
+            Opts::mode(pid1),
         );
         assert_eq!(init.wait_exit(), 7, "{}", init.logs());
         assert_eq!(got(&run), ["SIGTERM"], "pid1={pid1}");

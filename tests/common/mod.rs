@@ -212,6 +212,16 @@ impl Default for Opts<'_> {
     }
 }
 
+impl<'a> Opts<'a> {
+    /// The defaults, as PID 1 of a new PID namespace (`true`) or as a child subreaper.
+    pub fn mode(pid1: bool) -> Opts<'a> {
+        Opts {
+            pid1,
+            ..Opts::default()
+        }
+    }
+}
+
 impl Init {
     /// Starts `handoff-init ARGS` as PID 1 of a new PID namespace.
     pub fn pid1(args: &[&str]) -> Init {
@@ -220,13 +230,7 @@ impl Init {
 
     /// Starts `handoff-init ARGS` as an ordinary process (a child subreaper).
     pub fn plain(args: &[&str]) -> Init {
-        Init::start(
-            args,
-            Opts {
-                pid1: false,
-                ..Opts::default()
-            },
-        )
+        Init::start(args, Opts::mode(false))
     }
 
     pub fn start(args: &[&str], opts: Opts<'_>) -> Init {
