@@ -528,23 +528,37 @@ impl Init {
     }
 
     /// A generation that called shutdown(2) on a held socket broke it for every generation:
-    /// listen again on it, as soon as poll reports it (`hung_up`), when a generation ends and
-    /// before one starts. One that hangs up without being repairable is no longer watched, so
-    /// it cannot keep waking init.
+    /// listen again on it (TCP) or bind a fresh one at its path (unix), as soon as poll reports
+    /// it (`hung_up`), when a generation ends and before one starts. One that hangs up without
+    /// being repairable is no longer watched, so it cannot keep waking init.
     fn repair_listeners(&mut self, hung_up: &[usize]) {
+        use crate::listen::Repair;
         let Some(sup) = &mut self.sup else { return };
         for (i, l) in sup.listeners.iter_mut().enumerate() {
-            if l.repair() {
-                warn!(
+            match l.repair() {
+                Repair::Intact if hung_up.contains(&i) => {
+                    warn!(
+                        "listener {} reports a hang-up init cannot repair; no longer watched",
+                        l.name
+                    );
+                    l.watch = false;
+                }
+                Repair::Intact => {}
+                Repair::Relistened => warn!(
                     "listener {} was shut down by a generation; listening again",
                     l.name
-                );
-            } else if hung_up.contains(&i) {
-                warn!(
-                    "listener {} reports a hang-up init cannot repair; no longer watched",
-                    l.name
-                );
-                l.watch = false;
+                ),
+                Repair::Rebound => warn!(
+                    "listener {} was shut down by a generation; a fresh socket is bound at {} for the generations started from now on",
+                    l.name, l.url
+                ),
+                Repair::Failed(why) => {
+                    warn!(
+                        "listener {} was shut down by a generation and cannot be repaired ({why}); no longer watched",
+                        l.name
+                    );
+                    l.watch = false;
+                }
             }
         }
     }

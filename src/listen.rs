@@ -128,12 +128,44 @@ pub struct Listener {
     pub local: Option<SockaddrStorage>,
 }
 
+/// What `Listener::repair` found and did.
+#[derive(Debug, PartialEq)]
+pub enum Repair {
+    /// Not shut down (or not a stream socket).
+    Intact,
+    /// A TCP listener listens again, the same socket: every generation holding it has it back.
+    Relistened,
+    /// A unix listener at a path: a shut-down unix socket never takes a connection again, so a
+    /// fresh one is bound at the path (the generations started from now on get it; the ones
+    /// holding the old one keep it, broken).
+    Rebound,
+    /// Shut down, and nothing init may do helps (the text says why).
+    Failed(String),
+}
+
 impl Listener {
-    /// Re-listens if a generation broke the shared socket with shutdown(2), which takes it out of
-    /// the listening state for every process holding it. Returns true if it had to.
-    pub fn repair(&self) -> bool {
-        if !self.stream || socket::getsockopt(&self.fd, sockopt::AcceptConn).unwrap_or(true) {
-            return false;
+    /// Repairs the socket if a generation broke it with shutdown(2), which takes it out of
+    /// service for every process holding it.
+    pub fn repair(&mut self) -> Repair {
+        if !self.stream {
+            return Repair::Intact;
+        }
+        let unix = self
+            .local
+            .as_ref()
+            .is_some_and(|a| a.as_unix_addr().is_some());
+        if unix {
+            // A unix listener stays in the listening state; its receive side is what is shut.
+            if !sys::read_shut_down(&self.fd) {
+                return Repair::Intact;
+            }
+            return match self.rebind_unix() {
+                Ok(()) => Repair::Rebound,
+                Err(why) => Repair::Failed(why),
+            };
+        }
+        if socket::getsockopt(&self.fd, sockopt::AcceptConn).unwrap_or(true) {
+            return Repair::Intact;
         }
         // The kernel let go of a port it picked (port 0 asked for) with the connection state:
         // bind it again, so the address stays the one clients were given. A port asked for is
@@ -141,7 +173,56 @@ impl Listener {
         if let Some(addr) = &self.local {
             socket::bind(self.fd.as_raw_fd(), addr).ok();
         }
-        socket::listen(&self.fd, BACKLOG).is_ok()
+        match socket::listen(&self.fd, BACKLOG) {
+            Ok(()) => Repair::Relistened,
+            Err(e) => Repair::Failed(format!("listen: {}", e.desc())),
+        }
+    }
+
+    /// A fresh socket at the path init bound, in place of the shut-down one and at its fd number,
+    /// with the mode and owner the socket file has now; only while the path still names the
+    /// socket file init created (same device and inode): anything else there is left alone.
+    fn rebind_unix(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(file) = &self._unlink else {
+            // An abstract name stays taken by the shut-down socket; an adopted socket's file is
+            // not ours.
+            return Err("it has no socket file of init's to bind again".into());
+        };
+        let path = file.path.clone();
+        let meta = std::fs::symlink_metadata(&path)
+            .ok()
+            .filter(|m| file.id != (0, 0) && (m.dev(), m.ino()) == file.id)
+            .ok_or_else(|| format!("{} is no longer the socket init bound", path.display()))?;
+        let fresh = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("socket: {}", e.desc()))?;
+        let addr = UnixAddr::new(&path).map_err(|e| e.desc().to_string())?;
+        std::fs::remove_file(&path).map_err(|e| format!("remove {}: {e}", path.display()))?;
+        // Created with the old file's permission bits exactly (bind(2) applies the umask to
+        // 0777): never more open than it was, not even for a moment.
+        // SAFETY: umask(2) only swaps the process's file mode mask; init is single-threaded.
+        let old_mask = unsafe { libc::umask(!meta.mode() & 0o777) };
+        let bound = socket::bind(fresh.as_raw_fd(), &addr);
+        // SAFETY: as above, restoring the mask.
+        unsafe { libc::umask(old_mask) };
+        bound.map_err(|e| format!("bind {}: {}", path.display(), e.desc()))?;
+        // From here on the file is ours again: removed on exit, also if what follows fails.
+        self._unlink = Some(SocketFile::bound(&path));
+        // The owner too, if it is not what bind(2) gave (an operator's chown, a setgid dir).
+        let now =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if (now.uid(), now.gid()) != (meta.uid(), meta.gid()) {
+            std::os::unix::fs::lchown(&path, Some(meta.uid()), Some(meta.gid()))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        }
+        socket::listen(&fresh, BACKLOG).map_err(|e| format!("listen: {}", e.desc()))?;
+        sys::replace_fd(&fresh, &self.fd).map_err(|e| format!("dup3: {}", e.desc()))?;
+        Ok(())
     }
 }
 
@@ -428,6 +509,43 @@ pub fn adopt() -> Result<Vec<Listener>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A unix listener a generation shut down gets a fresh socket at its path, at the same fd
+    /// number, only while the path is still init's socket file; whatever replaced it is left
+    /// as it is, and so is an abstract name.
+    #[test]
+    fn a_shut_down_unix_listener_is_bound_again_only_at_its_own_file() {
+        use std::os::unix::net::UnixStream;
+        let dir = std::env::temp_dir().join(format!("handoff-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.sock");
+        let spec = |addr| Spec {
+            name: "a".into(),
+            addr,
+        };
+        let mut l = bind(&spec(Addr::Unix(path.clone()))).unwrap();
+        assert_eq!(l.repair(), Repair::Intact);
+        let raw = l.fd.as_raw_fd();
+        socket::shutdown(raw, socket::Shutdown::Read).unwrap();
+        assert!(UnixStream::connect(&path).is_err());
+        assert_eq!(l.repair(), Repair::Rebound);
+        assert_eq!(l.fd.as_raw_fd(), raw);
+        assert!(UnixStream::connect(&path).is_ok());
+        assert_eq!(l.repair(), Repair::Intact);
+
+        socket::shutdown(raw, socket::Shutdown::Both).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "not init's").unwrap();
+        assert!(matches!(l.repair(), Repair::Failed(_)));
+        drop(l);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not init's");
+
+        let name = format!("handoff-listen-{}", std::process::id());
+        let mut l = bind(&spec(Addr::Abstract(name))).unwrap();
+        socket::shutdown(l.fd.as_raw_fd(), socket::Shutdown::Both).unwrap();
+        assert!(matches!(l.repair(), Repair::Failed(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_urls_and_names() {

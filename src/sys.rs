@@ -176,6 +176,27 @@ pub fn ensure_std_fds() {
     }
 }
 
+/// Whether the receive side of `fd` is shut down (shutdown(2) with SHUT_RD or SHUT_RDWR):
+/// poll(2) for POLLRDHUP, not waiting.
+pub fn read_shut_down(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one valid pollfd, with a zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+}
+
+/// Puts `fresh` in place of `target`, at `target`'s fd number (dup3(2), close-on-exec): what
+/// `target` was is closed, atomically, and `fresh` can be dropped.
+pub fn replace_fd(fresh: &OwnedFd, target: &OwnedFd) -> Result<(), Errno> {
+    // SAFETY: dup3(2) on two valid fds, borrowed for the call; `target` keeps owning its number.
+    Errno::result(unsafe { libc::dup3(fresh.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) })
+        .map(drop)
+}
+
 /// A close-on-exec duplicate of `fd` at the lowest free number ≥ `min`; None if the fd limit is
 /// lower than that.
 pub fn dup_at_least(fd: &OwnedFd, min: RawFd) -> Option<OwnedFd> {

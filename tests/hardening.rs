@@ -599,6 +599,63 @@ fn a_listener_shut_down_by_a_generation_listens_again_at_once() {
     assert!(ticks <= 20, "init used {ticks} ticks in a quiet second");
 }
 
+// Row 8 for a unix listener at a path: a shut-down unix socket refuses every connection for
+// good, so init binds a fresh one at the path (the mode and owner the file had), and the
+// connections made to it wait for the next generation.
+#[test]
+fn a_unix_listener_shut_down_by_a_generation_is_bound_again_at_its_path() {
+    use std::os::unix::fs::MetadataExt;
+    need_unshare!();
+    let dir = TempDir::new();
+    let sock = dir.path("app.sock");
+    let go = dir.path("go");
+    let sup = sup_with_script(
+        &["--listen", &format!("unix://{}", sock.display())],
+        &format!(
+            "if [ \"$HANDOFF_GENERATION\" = 1 ]; then\n  while [ ! -e '{}' ]; do sleep 0.01; done\n  \"$SVC\" shutdown-fd 3 || exit 9\nfi\nexec \"$SVC\" http",
+            go.display()
+        ),
+        None,
+    );
+    wait_until("init binds the socket", || sock.exists());
+    // What an operator may have done to the socket file since init bound it.
+    set_mode(&sock, 0o660);
+    std::os::unix::fs::lchown(&sock, Some(1234), Some(4321)).unwrap();
+    let ino = fs::symlink_metadata(&sock).unwrap().ino();
+    fs::write(&go, "").unwrap();
+    sup.wait_serving(1);
+    let logs = sup.init.logs();
+    assert_eq!(
+        logs.matches("was shut down by a generation; a fresh socket is bound at")
+            .count(),
+        1,
+        "{logs}"
+    );
+    let m = fs::symlink_metadata(&sock).unwrap();
+    assert_ne!(m.ino(), ino, "the same socket file");
+    assert_eq!(
+        (m.mode() & 0o170777, m.uid(), m.gid()),
+        (0o140660, 1234, 4321)
+    );
+    // Generation 1 holds the broken socket; a client connecting now waits for generation 2.
+    let mut early = UnixStream::connect(&sock).unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    early
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        early,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "{out}\n{}", sup.init.logs());
+    let mut resp = String::new();
+    early.read_to_string(&mut resp).unwrap();
+    assert!(resp.contains("gen=2"), "{resp}\n{}", sup.init.logs());
+    let ticks = ticks_in_a_quiet_second(sup.init.pid());
+    assert!(ticks <= 20, "init used {ticks} ticks in a quiet second");
+}
+
 /// The fds the service's `wait --print-self` saw, with init started as PID 1 under
 /// `testsvc old-kernel KERNEL` (close_range(2) failing as on that kernel) and holding fds 7 and
 /// 8 it inherited without close-on-exec; `extra` goes before `--`.

@@ -4,7 +4,9 @@
 //!   ran it), e.g. `STATUS=` with control characters or `EXTEND_TIMEOUT_USEC=18446744073709551615`.
 //! - `flood COUNT SIZE`: COUNT datagrams of `STATUS=` and SIZE bytes, as fast as the socket takes.
 //! - `shutdown-fd N`: shutdown(2) on the inherited listening fd N, as a buggy service might, then
-//!   wait up to 10 s until the socket listens again (init repairs it); exit 0 if it does, 1 if not.
+//!   wait up to 10 s until the socket listens again (init repairs it), or for a unix socket at a
+//!   path until that path takes connections again (init binds a fresh socket there); exit 0 if
+//!   it does, 1 if not.
 //! - `old-kernel 4.18|5.10 -- CMD…`: exec CMD under a seccomp filter that makes close_range(2)
 //!   fail as on that kernel: ENOSYS (no close_range before 5.9), or EINVAL for any flag
 //!   (no CLOSE_RANGE_CLOEXEC before 5.11). The filter is inherited by everything CMD starts.
@@ -59,11 +61,23 @@ pub fn shutdown_fd(fd: i32) -> i32 {
         return 1;
     }
     crate::log(&format!("shut down fd {fd}"));
+    // A unix socket at a path is never repaired: init binds a fresh one there.
+    let path = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd)
+        .ok()
+        .and_then(|a| a.path().map(|p| p.to_path_buf()));
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if getsockopt(&owned, sockopt::AcceptConn).unwrap_or(false) {
-            crate::log(&format!("fd {fd} listens again"));
-            return 0;
+        match &path {
+            Some(p) if std::os::unix::net::UnixStream::connect(p).is_ok() => {
+                crate::log(&format!("{} takes connections again", p.display()));
+                return 0;
+            }
+            Some(_) => {}
+            None if getsockopt(&owned, sockopt::AcceptConn).unwrap_or(false) => {
+                crate::log(&format!("fd {fd} listens again"));
+                return 0;
+            }
+            None => {}
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -22,7 +22,7 @@ handoff-testsvc: the test service of handoff-init. Every line it logs starts wit
   orphans   makes N orphaned grandchildren and waits until the init has reaped them
   notify STATE [CMD...]   one sd_notify datagram from this process, then run CMD (e.g. wait)
   flood COUNT SIZE        COUNT STATUS= datagrams of SIZE bytes
-  shutdown-fd N           shutdown(2) the inherited listening fd N; exit 0 once it listens again
+  shutdown-fd N           shutdown(2) the inherited listening fd N; exit 0 once it (a unix one: its path) listens again
   old-kernel K -- CMD...  exec CMD with close_range(2) failing as on kernel K (4.18 or 5.10)
 
 Exit codes: 0 graceful, 1 setup failure (no sockets, bind error, bad LISTEN_FDS), 2 usage,
