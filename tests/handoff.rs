@@ -428,12 +428,9 @@ fn self_forking_service_is_followed_through_mainpid() {
     let p = port.to_string();
     let bind = format!("127.0.0.1:{p}");
     let dir = TempDir::new();
-    let rt = dir.path("rt");
-    let mut init = Init::start_in(
+    let mut init = Sup::start_in(
         dir,
         &[
-            "--runtime-dir",
-            rt.to_str().unwrap(),
             "--ready",
             "notify",
             "--",
@@ -444,7 +441,8 @@ fn self_forking_service_is_followed_through_mainpid() {
             "--self-fork",
         ],
         Opts::default(),
-    );
+    )
+    .init;
     wait_until("service up", || TcpStream::connect(addr).is_ok());
     let first = field(&get(addr, "/"), "pid");
     init.signal(libc::SIGHUP);
@@ -679,19 +677,17 @@ fn pidfile_follows_a_daemonizing_command() {
             p = pidfile.display()
         ),
     );
-    let rt = dir.path("rt");
-    let mut init = Init::start_in(
+    let mut init = Sup::start_in(
         dir,
         &[
-            "--runtime-dir",
-            rt.to_str().unwrap(),
             "--pidfile",
             pidfile.to_str().unwrap(),
             "--",
             start.to_str().unwrap(),
         ],
         Opts::default(),
-    );
+    )
+    .init;
     wait_until("service up", || {
         fs::read_to_string(&report).is_ok_and(|r| r.contains("waiting"))
     });
@@ -831,19 +827,12 @@ fn track_group_exits_with_the_status_of_the_service_behind_a_script() {
             report.display()
         ),
     );
-    let rt = dir.path("rt");
-    let mut init = Init::start_in(
+    let mut init = Sup::start_in(
         dir,
-        &[
-            "--runtime-dir",
-            rt.to_str().unwrap(),
-            "--track",
-            "group",
-            "--",
-            start.to_str().unwrap(),
-        ],
+        &["--track", "group", "--", start.to_str().unwrap()],
         Opts::default(),
-    );
+    )
+    .init;
     wait_until("service up", || {
         fs::read_to_string(&report).is_ok_and(|r| r.contains("waiting"))
     });
@@ -996,7 +985,6 @@ fn a_non_root_init_keeps_its_sockets_under_tmp_and_ctl_finds_them() {
 fn held_sockets_queue_up_to_somaxconn_also_after_a_repair() {
     need_unshare!();
     let dir = TempDir::new();
-    let rt = dir.path("rt");
     let go = dir.path("go");
     // Generation 1, once told to, breaks the shared socket with shutdown(2) and crashes;
     // generation 2 serves.
@@ -1013,11 +1001,9 @@ fn held_sockets_queue_up_to_somaxconn_also_after_a_repair() {
             go = go.display()
         ),
     );
-    let init = Init::start_in(
+    let init = Sup::start_in(
         dir,
         &[
-            "--runtime-dir",
-            rt.to_str().unwrap(),
             "--listen",
             "tcp://0.0.0.0:8080",
             "--restart",
@@ -1031,7 +1017,8 @@ fn held_sockets_queue_up_to_somaxconn_also_after_a_repair() {
             ),
             ..Opts::default()
         },
-    );
+    )
+    .init;
     let netns = format!("--net=/proc/{}/ns/net", init.pid());
     // ss shows a listener's accept queue limit (sk_max_ack_backlog) as its Send-Q.
     let backlog = || {

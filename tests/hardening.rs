@@ -26,27 +26,20 @@ fn script(dir: &TempDir, body: &str) -> PathBuf {
     dir.script("start.sh", &format!("#!/bin/sh\nSVC='{SVC}'\n{body}\n"))
 }
 
-/// Like `Sup::start_env`, but with the start script written into the init's own temp dir first.
+/// `Sup::start_in` with the start script written into the init's own temp dir first.
 fn sup_with_script(args: &[&str], body: &str, prefix: Option<&str>) -> Sup {
     let dir = TempDir::new();
     let start = script(&dir, body);
-    let rt = dir.path("rt");
-    let control = rt.join("control.sock");
-    let mut all: Vec<String> = vec!["--runtime-dir".into(), rt.to_str().unwrap().into()];
-    all.extend(args.iter().map(|s| s.to_string()));
-    all.push("--".into());
-    all.push(start.to_str().unwrap().into());
-    let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
-    let init = Init::start_in(
+    let mut all = args.to_vec();
+    all.extend(["--", start.to_str().unwrap()]);
+    Sup::start_in(
         dir,
-        &refs,
+        &all,
         Opts {
-            pid1: true,
-            env: &[],
             shell_prefix: prefix,
+            ..Opts::default()
         },
-    );
-    Sup { init, control }
+    )
 }
 
 /// `handoff-init ctl ARGS` that must finish within `limit`: None if it did not (it is killed).

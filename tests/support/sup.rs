@@ -22,22 +22,27 @@ impl Sup {
     }
 
     pub fn start_env(args: &[&str], pid1: bool, env: &[(&str, &str)]) -> Sup {
-        let dir = TempDir::new();
+        Sup::start_in(
+            TempDir::new(),
+            args,
+            Opts {
+                pid1,
+                env,
+                shell_prefix: None,
+            },
+        )
+    }
+
+    /// Starts `handoff-init --runtime-dir DIR/rt ARGS` in `dir` (where the test may have written
+    /// its scripts first).
+    pub fn start_in(dir: TempDir, args: &[&str], opts: Opts<'_>) -> Sup {
         let rt = dir.path("rt");
         let control = rt.join("control.sock");
         let mut all = vec!["--runtime-dir", rt.to_str().unwrap()];
         all.extend_from_slice(args);
         let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
         let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
-        let init = Init::start_in(
-            dir,
-            &refs,
-            Opts {
-                pid1,
-                env,
-                shell_prefix: None,
-            },
-        );
+        let init = Init::start_in(dir, &refs, opts);
         Sup { init, control }
     }
 
