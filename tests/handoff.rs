@@ -11,7 +11,6 @@ mod load;
 mod sup;
 
 use common::*;
-use load::LoadConfig;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -72,11 +71,7 @@ fn failed_new_generation_is_rolled_back_and_the_old_keeps_serving() {
         let sup = Sup::script(&start, &["--ready-timeout", "1s"]);
         let addr = sup.addr();
         sup.wait_serving(1);
-        let load = load::start(LoadConfig {
-            clients: 4,
-            ..LoadConfig::new(addr)
-        });
-        assert!(load.wait_until(DEADLINE, |p| p.ok >= 50));
+        let load = busy(addr, 4, 50);
         let (code, out) = sup.reload();
         assert_eq!(code, 1, "{gen2}: {out}");
         assert!(out.contains(why), "{gen2}: {out}");
@@ -390,11 +385,7 @@ fn self_forking_service_is_followed_with_track_group() {
     );
     wait_until("service up", || TcpStream::connect(addr).is_ok());
     let first = field(&get(addr, "/"), "pid");
-    let load = load::start(LoadConfig {
-        clients: 4,
-        ..LoadConfig::new(addr)
-    });
-    assert!(load.wait_until(DEADLINE, |p| p.ok >= 50));
+    let load = busy(addr, 4, 50);
     // No listeners: SIGHUP is forwarded to the group; sh dies of it, the service forks.
     init.signal(libc::SIGHUP);
     wait_until("the copy serves", || field(&get(addr, "/"), "pid") != first);
