@@ -184,8 +184,7 @@ fn forward_to_child_reaches_only_the_command() {
         unsafe { libc::kill(bg, libc::SIGUSR2) };
         wait_report(&r1, "got SIGUSR2");
         assert!(!report_has(&r1, "got SIGUSR1"), "{flag:?}");
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
         // The background service was not in the command's line of fire, but init's shutdown
         // reached it once the command had exited.
         assert!(report_has(&r1, "got SIGTERM"), "{flag:?}");
@@ -248,8 +247,7 @@ fn reaps_orphans(pid1: bool) {
     wait_until("1000 reaps logged", || {
         init.stderr().matches("reaped zombie pid").count() >= 1000
     });
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+    init.stop_cleanly();
 }
 
 #[test]
@@ -382,8 +380,7 @@ fn shutdown_reaches_processes_that_left_the_group_and_waits_for_them() {
         let mut init = Init::start_in(dir, &["--", start.to_str().unwrap()], Opts::mode(pid1));
         wait_until("the setsid child to start", || ready.exists());
         init.wait_for_output("waiting");
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
         // It left the service's group and session, yet init signalled it and waited for its
         // cleanup: as PID 1, exiting first would have had the kernel SIGKILL it.
         assert!(

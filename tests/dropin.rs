@@ -101,8 +101,7 @@ fn a_clean_plain_run_writes_nothing_to_stderr() {
         wait_report(&PathBuf::from(format!("{}2", r.display())), "waiting");
         init.signal(libc::SIGUSR1);
         wait_report(&r, "got SIGUSR1");
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
         assert_eq!(init.stderr(), "", "pid1={pid1}");
     }
 }
@@ -162,8 +161,7 @@ fn init_leaves_the_working_directory_and_the_command_keeps_it() {
             cwd_of(init.pid()) == Path::new("/")
         });
         assert_eq!(cwd_of(svc), work.0, "pid1={pid1}");
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
     }
 }
 
@@ -190,8 +188,7 @@ fn the_supervisor_keeps_its_working_directory_for_later_generations() {
     );
     init.wait_for_output("waiting");
     assert_eq!(cwd_of(init.pid()), work.0);
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+    init.stop_cleanly();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,8 +236,7 @@ fn job_control_stop_stops_the_group_and_init_and_cont_resumes_them() {
             !seen.iter().any(|s| s == "SIGTSTP" || s == "SIGTTIN"),
             "pid1={pid1}: {seen:?}"
         );
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
     }
 }
 
@@ -275,8 +271,7 @@ fn single_child_forwards_the_stop_as_it_is_then_init_stops() {
                 wait_state(init.pid(), "running", running);
                 wait_until("the service to see SIGCONT", || conts(&r) == i + 1);
             }
-            init.signal(libc::SIGTERM);
-            assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+            init.stop_cleanly();
         }
     }
 }
@@ -328,8 +323,7 @@ fn rewrite_overrides_the_job_control_defaults() {
         init.signal(libc::SIGCONT);
         wait_state(svc, "running", running);
         wait_until("the third SIGCONT", || conts(&r) == 3);
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
         assert_eq!(
             got(&r),
             ["SIGCONT", "SIGUSR1", "SIGCONT", "SIGCONT", "SIGTERM"],
@@ -365,8 +359,7 @@ fn with_the_supervisor_job_control_signals_are_forwarded_and_init_runs_on() {
         wait_report(&r, &format!("got {name}"));
         assert!(running(state(init.pid()).unwrap()));
     }
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+    init.stop_cleanly();
 }
 
 /// A pseudo-terminal whose slave is the controlling terminal of the process started on it (as
@@ -614,8 +607,7 @@ fn dumb_init_setsid_0_signals_only_the_command() {
             both,
             "pid1={pid1} {env:?}"
         );
-        init.signal(libc::SIGTERM);
-        assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+        init.stop_cleanly();
     }
 }
 

@@ -215,8 +215,7 @@ fn new_generation_crashes_right_after_ready_while_the_old_one_drains() {
         "{}",
         sup.status()
     );
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// Without a restart policy the same crash ends init with the generation's status, and the
@@ -302,8 +301,7 @@ fn sigkill_of_the_serving_generation() {
                     .stderr()
                     .contains("generation 1 crashed (status 137)")
             );
-            sup.init.signal(libc::SIGTERM);
-            assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+            sup.init.stop_cleanly();
         } else {
             assert_eq!(sup.init.wait_exit(), 137, "{}", sup.init.logs());
         }
@@ -365,8 +363,7 @@ fn sigterm_to_init_in_every_state() {
     wait_until("generation 1 draining", || {
         sup.status().contains("draining")
     });
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
     assert!(sup.init.stderr().contains("grace period of 1s is over"));
     // During a restart backoff: no new generation starts; the status is the last crash's.
     let dir = TempDir::new();
@@ -403,8 +400,7 @@ fn old_generation_ignoring_the_stop_signal_is_killed_at_the_drain_timeout() {
         logs.contains("generation 1: no process left")
             || !sup.status().contains("generation 1 pid")
     );
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// Issue case 4: right after a handoff the pid file still names generation 1's process; the
@@ -446,8 +442,7 @@ fn pidfile_across_a_handoff() {
     fs::write(&go, "").unwrap();
     let report = load.stop();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// 100 SIGHUPs within a second, under load: handoffs coalesce, none fails, no request fails,
@@ -478,8 +473,7 @@ fn a_hundred_sighups_in_one_second() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     wait_until("init's fds as before", || fds(sup.init.pid()) == before);
     assert_eq!(zombies_under(sup.init.pid()), 0);
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// Issue case 5: `setsid sleep 300 & exec ./server`. With a cgroup per generation (where
@@ -514,8 +508,7 @@ fn a_drained_generations_daemons_are_stopped_with_it() {
             sup.init.find("sleep 300").len() == left
         });
         let cg = sup.init.cgroup_dir();
-        sup.init.signal(libc::SIGTERM);
-        assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+        sup.init.stop_cleanly();
         if let Some(dir) = cg {
             assert!(!dir.exists(), "init left its cgroup {}", dir.display());
         }

@@ -55,8 +55,7 @@ fn fifty_handoffs_under_load_fail_no_request() {
         );
     }
     assert!(sup.status().contains("handoffs: 50 done, 0 failed"));
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 #[test]
@@ -155,8 +154,7 @@ fn shutdown_during_a_handoff_stops_both_generations_gracefully() {
     // delay once its signals are blocked ("listening on" comes before that).
     sup.init.wait_for_output("start delay 60000 ms");
     let started = std::time::Instant::now();
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
     let took = started.elapsed();
     let logs = sup.init.logs();
     assert_eq!(
@@ -440,8 +438,7 @@ fn self_forking_service_is_followed_through_mainpid() {
     wait_until("the copy serves", || field(&get(addr, "/"), "pid") != first);
     init.wait_for_output("main pid is now");
     wait_until("old one gone", || init.find("--self-fork").len() == 1);
-    init.signal(libc::SIGTERM);
-    assert_eq!(init.wait_exit(), 0, "{}", init.logs());
+    init.stop_cleanly();
 }
 
 #[test]

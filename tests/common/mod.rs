@@ -318,6 +318,13 @@ impl Init {
         assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "kill failed");
     }
 
+    /// Sends SIGTERM and asserts that handoff-init exits 0 (the message shows its logs).
+    #[track_caller]
+    pub fn stop_cleanly(&mut self) {
+        self.signal(libc::SIGTERM);
+        assert_eq!(self.wait_exit(), 0, "{}", self.logs());
+    }
+
     /// Waits for handoff-init to exit and returns its exit code (panics on death by signal).
     pub fn wait_exit(&mut self) -> i32 {
         let start = Instant::now();
