@@ -61,8 +61,7 @@ fn a_generation_that_misses_its_keepalive_is_replaced_with_no_failed_request() {
     assert!(json.contains("\"handoffs_failed\":0,"), "{json}");
     // The replacement keeps its keep-alives going: no second recovery.
     assert!(!sup.init.logs().contains("generation 2: watchdog"));
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// WATCHDOG=trigger asks for the recovery at once, long before the interval ends.
@@ -93,8 +92,7 @@ fn watchdog_trigger_replaces_the_generation_at_once() {
     sup.wait_serving(2);
     assert!(load.wait_until(DEADLINE, |p| p.ok_from_gen(2) > 10));
     no_failed_request(load, 2);
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// Nothing to hand over to: the hung generation's replacement fails to start, so the hung one
@@ -123,8 +121,7 @@ fn a_hung_generation_whose_replacement_fails_is_restarted() {
         "{logs}"
     );
     assert!(get(sup.addr(), "/").contains("gen=3"));
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 fn switches(pid: i32) -> u64 {
@@ -312,8 +309,7 @@ fn in_place_reload_reports_ok_and_timeout() {
     // Still serving: no failed request, generation 2 answers.
     assert!(load.wait_until(DEADLINE, |p| p.ok_from_gen(2) > 10));
     no_failed_request(load, 2);
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// Without --reload-signal an in-place reload is refused, clearly, and nothing changes.
@@ -326,8 +322,7 @@ fn in_place_reload_without_a_reload_signal_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("--reload-signal"), "{out}");
     assert!(get(sup.addr(), "/").contains("gen=1"));
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 const FDSTORE_SVC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fdstore_svc.py");
@@ -412,8 +407,7 @@ fn a_parked_connection_survives_20_handoffs() {
     wait_until("the store is empty", || {
         held(&sup) == "{\"held\":0,\"max\":16}"
     });
-    sup.init.signal(libc::SIGTERM);
-    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    sup.init.stop_cleanly();
 }
 
 /// One request on a kept-alive connection; panics with the init's log on no answer.
@@ -452,8 +446,7 @@ fn the_fd_store_is_bounded_and_off_by_default() {
             held(&sup).starts_with("{\"held\":0")
         });
         assert_eq!(fds(sup.init.pid()).len(), before);
-        sup.init.signal(libc::SIGTERM);
-        assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+        sup.init.stop_cleanly();
     }
 }
 
@@ -496,7 +489,6 @@ fn a_reset_connection_leaves_the_store_unless_fdpoll_0() {
             sup.init.wait_for_output("hung up; closed");
             assert!(held(&sup).starts_with("{\"held\":0"));
         }
-        sup.init.signal(libc::SIGTERM);
-        assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+        sup.init.stop_cleanly();
     }
 }
