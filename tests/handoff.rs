@@ -204,8 +204,9 @@ r, w = os.pipe()
 n.sendmsg([b"STATUS=with an fd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))], 0, addr)
 n.sendto(b"MAINPID=1", addr)
 # Longer than --ready-timeout: only EXTEND_TIMEOUT_USEC keeps it alive. Each message buys at most
-# one more --ready-timeout from its arrival, so a long start sends it again and again.
-for _ in range(4):
+# one more --ready-timeout from its arrival, so a long start sends it again and again. 5 s in all
+# against 4 s: a late wake-up on a loaded machine still leaves 3 s.
+for _ in range(5):
     n.sendto(b"EXTEND_TIMEOUT_USEC=30000000", addr)
     time.sleep(1)
 n.sendto(b"STATUS=warming up\nSTOPPING=0\nUNKNOWN=1", addr)
@@ -226,7 +227,7 @@ while True:
             "--listen",
             &format!("sock=unix://{}", dir.path("app.sock").display()),
             "--ready-timeout",
-            "2s",
+            "4s",
             "-v",
             "--",
             "python3",
