@@ -10,6 +10,12 @@
 //! - `old-kernel 4.18|5.10 -- CMD…`: exec CMD under a seccomp filter that makes close_range(2)
 //!   fail as on that kernel: ENOSYS (no close_range before 5.9), or EINVAL for any flag
 //!   (no CLOSE_RANGE_CLOEXEC before 5.11). The filter is inherited by everything CMD starts.
+//! - `hold-exec [--report FILE] -- CMD…`: run CMD with every execve(2) of it and its descendants
+//!   passed through this process (seccomp user notification), and stop the first one that a
+//!   freshly forked init child makes (comm `handoff-init`, parent's comm `handoff-init`) inside
+//!   that execve with SIGSTOP: the child of init stopped between fork and exec, on purpose. Its
+//!   pid (in our PID namespace) is logged as `held PID` and appended to FILE. Every other exec,
+//!   and that one's restart once it is continued, goes on unchanged. Exits with CMD's status.
 
 use crate::notify::Notifier;
 use std::os::unix::process::CommandExt;
@@ -109,4 +115,118 @@ pub fn old_kernel(kernel: &str, command: &[String]) -> i32 {
     let e = std::process::Command::new(program).args(args).exec();
     crate::log(&format!("old-kernel: cannot run {program}: {e}"));
     127
+}
+
+pub fn hold_exec(report: Option<&std::path::Path>, command: &[String]) -> i32 {
+    use std::os::fd::AsFd;
+    if command.is_empty() {
+        crate::log("hold-exec: missing command");
+        return 2;
+    }
+    let Ok(argv) = command
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        crate::log("hold-exec: NUL byte in the command");
+        return 2;
+    };
+    let (ours, theirs) = match std::os::unix::net::UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            crate::log(&format!("hold-exec: socketpair: {e}"));
+            return 1;
+        }
+    };
+    let child = match crate::sys::fork_under_exec_listener(&argv, theirs.as_fd()) {
+        Ok(pid) => nix::unistd::Pid::from_raw(pid),
+        Err(e) => {
+            crate::log(&format!("hold-exec: fork: {e}"));
+            return 1;
+        }
+    };
+    drop(theirs);
+    let listener = match crate::sys::recv_fd(ours.as_fd()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            crate::log(&format!(
+                "hold-exec: cannot install the seccomp filter: {e}"
+            ));
+            return exit_code(nix::sys::wait::waitpid(child, None));
+        }
+    };
+    let mut held = false;
+    loop {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            other => return exit_code(other),
+        }
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                crate::log(&format!("hold-exec: poll: {e}"));
+                return exit_code(waitpid(child, None));
+            }
+        }
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if !revents.contains(PollFlags::POLLIN) {
+            // POLLHUP: no process is left under the filter.
+            return exit_code(waitpid(child, None));
+        }
+        let (id, pid) = match crate::sys::notif_recv(listener.as_fd()) {
+            Ok(n) => n,
+            // ENOENT: the caller was interrupted before we read its notification.
+            Err(_) => continue,
+        };
+        if !held && forked_by_init(pid) {
+            held = true;
+            // The stop interrupts its wait for our answer: it stops inside execve, before the
+            // exec, and restarts the syscall (a new notification) once continued. This
+            // notification is never answered.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+            crate::log(&format!("held {pid}"));
+            if let Some(path) = report {
+                let line = format!("held {pid}\n");
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+            }
+            continue;
+        }
+        // ENOENT: the caller is gone or was interrupted meanwhile; nothing to answer.
+        let _ = crate::sys::notif_continue(listener.as_fd(), id);
+    }
+}
+
+/// Whether `pid` is a child of handoff-init that has not exec'd yet: its comm and its parent's
+/// are both `handoff-init`.
+fn forked_by_init(pid: u32) -> bool {
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().nth(1).map(String::from)
+        });
+    let is_init = |c: Option<String>| c.is_some_and(|c| c.trim_end() == "handoff-init");
+    is_init(comm(&pid.to_string())) && ppid.is_some_and(|p| is_init(comm(&p)))
+}
+
+/// The exit code a shell would give for a child's wait status.
+fn exit_code(status: nix::Result<nix::sys::wait::WaitStatus>) -> i32 {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => code,
+        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+        _ => 1,
+    }
 }

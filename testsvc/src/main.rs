@@ -24,6 +24,9 @@ handoff-testsvc: the test service of handoff-init. Every line it logs starts wit
   flood COUNT SIZE        COUNT STATUS= datagrams of SIZE bytes
   shutdown-fd N           shutdown(2) the inherited listening fd N; exit 0 once it (a unix one: its path) listens again
   old-kernel K -- CMD...  exec CMD with close_range(2) failing as on kernel K (4.18 or 5.10)
+  hold-exec [--report FILE] -- CMD...  run CMD; the first child of a handoff-init below it is
+                          stopped (SIGSTOP) inside its execve, before the exec; `held PID`
+                          is logged and appended to FILE; exits with CMD's status
 
 Exit codes: 0 graceful, 1 setup failure (no sockets, bind error, bad LISTEN_FDS), 2 usage,
 3 --fail-start, --exit-code N for `wait`.";
@@ -143,6 +146,7 @@ enum Command {
     Flood(usize, usize),
     ShutdownFd(i32),
     OldKernel(String, Vec<String>),
+    HoldExec(Option<PathBuf>, Vec<String>),
     Help,
 }
 
@@ -182,6 +186,21 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             let kernel = it.value("old-kernel")?;
             let rest: Vec<String> = it.args.skip_while(|a| a == "--").collect();
             Ok(Command::OldKernel(kernel, rest))
+        }
+        "hold-exec" => {
+            let mut report = None;
+            let mut rest = Vec::new();
+            while let Some(a) = it.args.next() {
+                match a.as_str() {
+                    "--report" => report = Some(PathBuf::from(it.value("--report")?)),
+                    "--" => {
+                        rest = it.args.by_ref().collect();
+                        break;
+                    }
+                    other => return Err(format!("hold-exec: unexpected {other:?}")),
+                }
+            }
+            Ok(Command::HoldExec(report, rest))
         }
         other => Err(format!("unknown subcommand {other:?}")),
     }
@@ -288,6 +307,7 @@ fn run(command: Result<Command, String>) -> i32 {
         Ok(Command::Flood(count, size)) => hostile::flood(count, size),
         Ok(Command::ShutdownFd(fd)) => hostile::shutdown_fd(fd),
         Ok(Command::OldKernel(kernel, cmd)) => hostile::old_kernel(&kernel, &cmd),
+        Ok(Command::HoldExec(report, cmd)) => hostile::hold_exec(report.as_deref(), &cmd),
         Err(e) => {
             log(&format!("{e}\n{USAGE}"));
             2

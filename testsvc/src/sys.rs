@@ -515,3 +515,139 @@ pub fn fail_close_range(einval_for_flags: bool) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// AUDIT_ARCH_* of this build, as `struct seccomp_data` reports it.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+
+/// Forks a child that installs a seccomp filter answering execve(2) and execveat(2) with
+/// SECCOMP_RET_USER_NOTIF (everything else allowed), sends the filter's listener fd over `sock`
+/// (SCM_RIGHTS), and execs `argv` (that exec is the first notification). The filter is
+/// inherited by everything the child starts. Returns the child's pid.
+pub fn fork_under_exec_listener(argv: &[CString], sock: BorrowedFd<'_>) -> io::Result<libc::pid_t> {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // struct seccomp_data: nr at 0, arch at 4.
+    let mut prog = [
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 3, AUDIT_ARCH),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 2, 0, libc::SYS_execve as u32),
+        op(JEQ_K, 1, 0, libc::SYS_execveat as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(ptr::null());
+    let sock = sock.as_raw_fd();
+    // SAFETY: fork(2) from a single-threaded process (hold-exec forks before anything else); the
+    // child only makes raw syscalls on data prepared above and then execs or _exits.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => unsafe {
+            // No setuid gains from here on: required to load a filter without CAP_SYS_ADMIN.
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                libc::_exit(1);
+            }
+            // `fprog` points at `prog`, a live array of `len` instructions; the kernel copies it.
+            let listener = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &fprog as *const libc::sock_fprog,
+            ) as RawFd;
+            if listener < 0 {
+                libc::_exit(1);
+            }
+            // One byte of data carrying the listener in an SCM_RIGHTS message.
+            let mut byte = [0u8; 1];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            let mut space = [0u64; 8];
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = space.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), listener);
+            if libc::sendmsg(sock, &msg, 0) != 1 {
+                libc::_exit(1);
+            }
+            libc::close(listener);
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127)
+        },
+        pid => Ok(pid),
+    }
+}
+
+/// Receives the fd that `fork_under_exec_listener`'s child sends.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut space = [0u64; 8];
+    // SAFETY: msghdr is a plain C struct for which all-zero is valid; it points at the live
+    // locals above, and the cmsg walk stays inside `space` (CMSG_FIRSTHDR checks the length).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&space) as _;
+        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) != 1 {
+            return Err(io::Error::other("no listener fd came"));
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::other("no listener fd came"));
+        }
+        let fd = ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// The next seccomp user notification on `listener`: (id, pid of the caller in our namespace).
+pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<(u64, u32)> {
+    // SAFETY: seccomp_notif is a plain C struct; the kernel wants it zeroed (else EINVAL).
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: SECCOMP_IOCTL_NOTIF_RECV fills the struct that `n` is, and nothing else.
+    if unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((n.id, n.pid))
+}
+
+/// Lets the notified syscall `id` go on as if there were no filter.
+pub fn notif_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: 0,
+        flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+    };
+    // SAFETY: SECCOMP_IOCTL_NOTIF_SEND reads the struct that `resp` is.
+    if unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
