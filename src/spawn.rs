@@ -5,12 +5,14 @@
 //! syscalls through `libc` (no allocation, no lock, no logging; see signal-safety(7)). An exec
 //! failure is reported to the parent through a close-on-exec pipe: EOF means exec succeeded, four
 //! bytes are the errno. The parent waits for that answer, so when `spawn` returns the child has
-//! already made its own process group (or session) and `kill(-pid)` cannot miss it.
+//! already made its own process group (or session) and `kill(-pid)` cannot miss it. The one
+//! exception is a child stopped before its exec, which `spawn` does not wait for (see
+//! `wait_readable`): a SIGSTOP sent to the new pid can even stop it before setpgid(2).
 
 use nix::errno::Errno;
 use nix::sys::signal::SigSet;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -187,8 +189,8 @@ pub fn env_entry(key: &[u8], value: &[u8]) -> Vec<u8> {
     e
 }
 
-/// Forks and execs `cmd`. Returns the child's pid once it has exec'd (or the exec error, with the
-/// child already reaped).
+/// Forks and execs `cmd`. Returns the child's pid once it has exec'd or has stopped before it
+/// (see `wait_readable`), or the exec error, with the child already reaped.
 pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
     // Everything the child touches is allocated here, before fork. The environment is not
     // copied: the child gets pointers to init's entries.
@@ -265,6 +267,10 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < buf.len() {
+        if !wait_readable(&read_end, pid) {
+            // Stopped before its exec (see `stopped_before_exec`): init must not wait for it.
+            return Ok(pid);
+        }
         match nix::unistd::read(&read_end, &mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -284,6 +290,51 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
         });
     }
     Ok(pid)
+}
+
+/// How long `spawn` waits on the status pipe between two looks at whether the child stopped.
+const STOP_CHECK: u16 = 50;
+
+/// Waits until the status pipe has something to read (bytes or EOF): true. False when the child
+/// stopped before it got to exec(2).
+///
+/// A stop signal can reach the child between fork and exec: a Ctrl-Z typed just as the command
+/// starts (SIGTSTP to the group that has just become the terminal's foreground group, pending
+/// while blocked and delivered when the child restores init's mask), or anyone's SIGSTOP to the
+/// new pid. Until a SIGCONT the pipe stays silent, and a blocking read would stall init with it:
+/// no signal handled, no deadline, no control request. So the wait is poll(2) in slices, and on
+/// each timeout a look with waitid(2) WNOWAIT, which leaves the stop report for `jobctl::follow`.
+/// A child found stopped is taken as started. If its exec fails once it is continued, it
+/// `_exit`s 127 or 126 (see `fail`), and init takes that as the command's exit status: only
+/// the "cannot run" line is lost, in this rare case.
+fn wait_readable(read_end: &std::os::fd::OwnedFd, pid: i32) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(STOP_CHECK)) {
+            Ok(0) if stopped_before_exec(pid) => return false,
+            Ok(0) | Err(Errno::EINTR) => continue,
+            // Readable, hung up, or poll itself failed: the read tells.
+            _ => return true,
+        }
+    }
+}
+
+/// Whether `pid` (our child) is stopped, without consuming the report (WNOWAIT).
+fn stopped_before_exec(pid: i32) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid(2) on our own child with a valid out-pointer to a local.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid succeeded, so si_pid is set (0 when there is nothing to report).
+    r == 0 && unsafe { info.si_pid() } == pid && info.si_code == libc::CLD_STOPPED
 }
 
 struct ChildPlan<'a> {
@@ -401,6 +452,8 @@ unsafe fn fail(status_fd: RawFd) -> ! {
     unsafe {
         let errno = *libc::__errno_location();
         let bytes = errno.to_ne_bytes();
+        // No SIGPIPE even when the parent no longer reads (a child stopped before its exec, see
+        // `wait_readable`): the exec failed, so this process still holds the read end too.
         libc::write(status_fd, bytes.as_ptr().cast(), bytes.len());
         libc::_exit(if errno == libc::ENOENT || errno == libc::ENOTDIR {
             127

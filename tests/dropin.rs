@@ -486,6 +486,160 @@ fn ctrl_z_under_a_terminal_stops_the_job_and_cont_resumes_it() {
     }
 }
 
+/// `handoff-testsvc hold-exec -- [unshare --pid --fork --mount-proc] handoff-init ARGS`: init's
+/// first child is stopped (SIGSTOP) inside its execve, before the exec, as a Ctrl-Z typed just as
+/// the command starts or anyone's SIGSTOP to the new pid can stop it.
+struct Held {
+    top: Guard,
+    dir: TempDir,
+    /// The stopped child, still a copy of init (host pid).
+    child: i32,
+    /// Init (host pid).
+    init: i32,
+}
+
+impl Held {
+    fn start(pid1: bool, args: &[&str]) -> Held {
+        let dir = TempDir::new();
+        let report = dir.path("held");
+        let mut cmd = Command::new(SVC);
+        cmd.args(["hold-exec", "--report", report.to_str().unwrap(), "--"]);
+        if pid1 {
+            cmd.args(["unshare", "--pid", "--fork", "--mount-proc"]);
+        }
+        cmd.arg(INIT)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.path("stdout")).unwrap())
+            .stderr(fs::File::create(dir.path("stderr")).unwrap());
+        let top = Guard(cmd.spawn().expect("start hold-exec"));
+        let mut child = 0;
+        wait_until("init's child to be held before its exec", || {
+            child = fs::read_to_string(&report)
+                .ok()
+                .and_then(|s| s.trim().strip_prefix("held ")?.parse().ok())
+                .unwrap_or(0);
+            child != 0 && state(child) == Some('T')
+        });
+        let comm = fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+        assert_eq!(comm.trim(), "handoff-init", "stopped after its exec");
+        let init = stat(child).map_or(0, |s| s.1);
+        Held {
+            top,
+            dir,
+            child,
+            init,
+        }
+    }
+
+    fn logs(&self) -> String {
+        let read = |name| fs::read_to_string(self.dir.path(name)).unwrap_or_default();
+        format!(
+            "--- stdout\n{}--- stderr\n{}",
+            read("stdout"),
+            read("stderr")
+        )
+    }
+
+    /// Init's exit code (hold-exec passes it on), waited for with a deadline.
+    fn wait_exit(&mut self) -> i32 {
+        let mut code = None;
+        wait_until("init to exit", || {
+            code = self.top.0.try_wait().expect("try_wait").map(|s| s.code());
+            code.is_some()
+        });
+        code.flatten()
+            .unwrap_or_else(|| panic!("died of a signal\n{}", self.logs()))
+    }
+}
+
+// A stop between fork and exec used to leave init blocked for good in its read of the exec
+// status pipe: no signal handled, no deadline. Now it takes the stopped child as started, and a
+// SIGTERM is forwarded (TERM, then CONT to the stopped job) as for any stopped job.
+#[test]
+fn a_child_stopped_before_its_exec_does_not_stall_init() {
+    need_unshare!();
+    if emulated() {
+        // qemu-user's syscalls do not pass through a filter written for the emulated arch.
+        eprintln!("skipped under emulation");
+        return;
+    }
+    for pid1 in MODES {
+        let mut held = Held::start(pid1, &["--", "sleep", "1000"]);
+        kill(held.init, libc::SIGTERM);
+        assert_eq!(held.wait_exit(), 143, "pid1={pid1}\n{}", held.logs());
+    }
+}
+
+// If the exec fails once the stopped child is continued, the child's exit code (127: not
+// found) is init's, as when the exec fails right away.
+#[test]
+fn an_exec_that_fails_after_a_stop_before_it_gives_the_same_exit_code() {
+    need_unshare!();
+    if emulated() {
+        eprintln!("skipped under emulation");
+        return;
+    }
+    for pid1 in MODES {
+        let mut held = Held::start(pid1, &["-v", "--", "/nonexistent/command"]);
+        wait_until("init to take the stopped child as started", || {
+            held.logs().contains(&format!(
+                "started '/nonexistent/command' as pid {}",
+                if pid1 { 2 } else { held.child }
+            ))
+        });
+        kill(held.child, libc::SIGCONT);
+        assert_eq!(held.wait_exit(), 127, "pid1={pid1}\n{}", held.logs());
+    }
+}
+
+// The supervisor, too, goes on serving its control socket while generation 1 is stopped before
+// its exec, and the generation starts once continued.
+#[test]
+fn the_supervisor_answers_while_a_generation_is_stopped_before_its_exec() {
+    need_unshare!();
+    if emulated() {
+        eprintln!("skipped under emulation");
+        return;
+    }
+    let rt_dir = TempDir::new();
+    let rt = rt_dir.path("rt");
+    let mut held = Held::start(
+        true,
+        &[
+            "--runtime-dir",
+            rt.to_str().unwrap(),
+            "--cgroup",
+            "off",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--",
+            SVC,
+            "http",
+        ],
+    );
+    let status = || {
+        let mut s = std::os::unix::net::UnixStream::connect(rt.join("control.sock")).ok()?;
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s.write_all(b"status\n").ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    };
+    let mut answer = String::new();
+    wait_until("the control socket to answer", || {
+        answer = status().unwrap_or_default();
+        !answer.is_empty()
+    });
+    assert!(answer.contains("generation 1"), "{answer}\n{}", held.logs());
+    kill(held.child, libc::SIGCONT);
+    wait_until("generation 1 to serve", || {
+        status().is_some_and(|a| a.contains("serving"))
+    });
+    kill(held.init, libc::SIGTERM);
+    assert_eq!(held.wait_exit(), 0, "{}", held.logs());
+}
+
 #[test]
 fn ctrl_z_and_fg_in_an_interactive_shell() {
     // What a user does: run init as a job of an interactive shell, Ctrl-Z, then `fg`. The shell
