@@ -467,10 +467,9 @@ impl Init {
             }
         }
         if signals::is_shutdown(sig) {
-            if self.jobctl.is_some() {
-                // A stopped job acts on the TERM only once continued: TERM first, then CONT.
-                procs::continue_stopped();
-            }
+            // A stopped process acts on the TERM only once continued: TERM first, then CONT
+            // (a stopped job in plain mode, a stopped generation under the supervisor).
+            procs::continue_stopped();
             self.begin_grace();
             self.apply(Fact::Shutdown);
         }
@@ -483,6 +482,11 @@ impl Init {
                 Action::Spawn { generation } => Some(self.spawn_gen(generation)),
                 Action::Signal { target, sig } => {
                     self.signal_gen(&target, sig);
+                    if self.sup.as_ref().and_then(|s| s.opts.reload_signal) != Some(sig) {
+                        // A stop signal (or the watchdog's SIGABRT): a stopped member wakes to
+                        // act on it, rather than waiting for the SIGKILL at the drain deadline.
+                        self.continue_gen(&target);
+                    }
                     None
                 }
                 Action::Kill { target } => {
@@ -624,6 +628,19 @@ impl Init {
                 }
             }
         }
+    }
+
+    /// SIGCONT to the stopped processes of a generation, as `signal_gen` reaches them.
+    fn continue_gen(&self, t: &Target) {
+        let members = self
+            .cgroups()
+            .map(|c| c.members(t.generation))
+            .unwrap_or_default();
+        procs::continue_stopped_if(|pid| {
+            pid == t.main
+                || (t.pgid > 1 && procs::pgrp(pid) == Some(t.pgid))
+                || members.contains(&pid)
+        });
     }
 
     /// SIGKILL to all of a generation.

@@ -561,3 +561,55 @@ fn ctl_runs_as_a_plain_command() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
 }
+
+/// A generation someone stopped (SIGSTOP, or a debugger's stop) acts on its stop signal only
+/// once it runs: init follows the signal with SIGCONT to its stopped processes, as systemd does,
+/// for a drain after a handoff and for init's own shutdown. Before, the drained generation slept
+/// until the SIGKILL at --drain-timeout (60 s here), and a shutdown until --grace (60 s).
+#[test]
+fn a_stopped_generation_is_continued_to_act_on_its_stop_signal() {
+    need_unshare!();
+    let svc_stopped = |sup: &Sup| {
+        let svc = sup.init.find_one("http");
+        // SAFETY: kill(2) on a pid of the test's own namespace child.
+        unsafe { libc::kill(svc, libc::SIGSTOP) };
+        wait_until("the service stopped", || state(svc) == Some('T'));
+    };
+    // Drained after a handoff.
+    let mut sup = Sup::start(
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--drain-timeout",
+            "60s",
+            "--grace",
+            "60s",
+            "--",
+            SVC,
+            "http",
+        ],
+        true,
+    );
+    sup.wait_serving(1);
+    svc_stopped(&sup);
+    let (code, out) = sup.reload();
+    assert_eq!(code, 0, "{out}");
+    wait_until("generation 1 drained and ended with status 0", || {
+        sup.init
+            .stderr()
+            .contains("generation 1: ended with status 0")
+    });
+    let logs = sup.init.stderr();
+    assert!(logs.contains("graceful shutdown complete"), "{logs}");
+    // Init's own shutdown.
+    svc_stopped(&sup);
+    sup.init.signal(libc::SIGTERM);
+    assert_eq!(sup.init.wait_exit(), 0, "{}", sup.init.logs());
+    assert!(
+        sup.init
+            .stderr()
+            .contains("generation 2: ended with status 0"),
+        "{}",
+        sup.init.logs()
+    );
+}
