@@ -483,9 +483,12 @@ impl Init {
                 Action::Signal { target, sig } => {
                     self.signal_gen(&target, sig);
                     if self.sup.as_ref().and_then(|s| s.opts.reload_signal) != Some(sig) {
-                        // A stop signal (or the watchdog's SIGABRT): a stopped member wakes to
-                        // act on it, rather than waiting for the SIGKILL at the drain deadline.
-                        self.continue_gen(&target);
+                        // A stop signal (or the watchdog's SIGABRT): SIGCONT after it, as systemd
+                        // sends, so a stopped member wakes to act on it rather than wait for the
+                        // SIGKILL at the drain deadline. Sent to all of the generation the same
+                        // way (a running process ignores it): a kill(2) each, where looking for
+                        // the stopped ones would walk /proc on every handoff.
+                        self.signal_gen(&target, libc::SIGCONT);
                     }
                     None
                 }
@@ -628,19 +631,6 @@ impl Init {
                 }
             }
         }
-    }
-
-    /// SIGCONT to the stopped processes of a generation, as `signal_gen` reaches them.
-    fn continue_gen(&self, t: &Target) {
-        let members = self
-            .cgroups()
-            .map(|c| c.members(t.generation))
-            .unwrap_or_default();
-        procs::continue_stopped_if(|pid| {
-            pid == t.main
-                || (t.pgid > 1 && procs::pgrp(pid) == Some(t.pgid))
-                || members.contains(&pid)
-        });
     }
 
     /// SIGKILL to all of a generation.

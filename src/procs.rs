@@ -143,15 +143,8 @@ pub fn terminate_all() -> usize {
 
 /// SIGCONT to every stopped process init started (state T in /proc/PID/stat).
 pub fn continue_stopped() {
-    continue_stopped_if(|_| true);
-}
-
-/// SIGCONT to each stopped process init started for which `chosen` holds: a signal that asks a
-/// process to end is acted on only once it runs (systemd follows its stop signal with SIGCONT
-/// for the same reason); a running process gets no CONT at all.
-pub fn continue_stopped_if(chosen: impl Fn(i32) -> bool) {
     for pid in descendants() {
-        if stat(pid).is_some_and(|(state, _)| state == 'T') && chosen(pid) {
+        if stat(pid).is_some_and(|(state, _)| state == 'T') {
             sys::kill(pid, libc::SIGCONT);
         }
     }
