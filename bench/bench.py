@@ -615,7 +615,8 @@ def markdown(rep, hi, inits, targets, quick):
     L.append(f"- load average (1, 5, 15 min) at the start: {m['loadavg']}; at the end: {m['loadavg_end']}")
     if max(float(x) for x in (m["loadavg"] + " " + m["loadavg_end"]).split()) > m["nproc"]:
         L.append(
-            "  (above `nproc`: other work shared the machine during the run. That widens every spread; the inits "
+            "  (above `nproc`: it counts runnable threads, the 256 load clients and the services of the handoff "
+            "runs among them, and any other work on the machine. That widens every spread; the inits "
             "are measured interleaved or side by side, so it falls on all of them alike.)"
         )
     shown = os.path.relpath(hi.binary, ROOT) if hi.binary.startswith(str(ROOT)) else hi.binary
