@@ -11,6 +11,9 @@ mod init;
 mod listen;
 mod log;
 mod notify;
+#[cfg(test)]
+#[path = "../testsvc/src/oldkernel.rs"]
+mod oldkernel;
 mod procs;
 mod signals;
 mod spawn;

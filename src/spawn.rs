@@ -268,7 +268,7 @@ pub fn spawn(cmd: &Command, plan: &Plan<'_>) -> Result<i32, SpawnError> {
     let mut got = 0;
     while got < buf.len() {
         if !wait_readable(&read_end, pid) {
-            // Stopped before its exec (see `stopped_before_exec`): init must not wait for it.
+            // Stopped before its exec (`sys::is_stopped`): init must not wait for it.
             return Ok(pid);
         }
         match nix::unistd::read(&read_end, &mut buf[got..]) {
@@ -312,29 +312,12 @@ fn wait_readable(read_end: &std::os::fd::OwnedFd, pid: i32) -> bool {
     loop {
         let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(STOP_CHECK)) {
-            Ok(0) if stopped_before_exec(pid) => return false,
+            Ok(0) if crate::sys::is_stopped(pid) => return false,
             Ok(0) | Err(Errno::EINTR) => continue,
             // Readable, hung up, or poll itself failed: the read tells.
             _ => return true,
         }
     }
-}
-
-/// Whether `pid` (our child) is stopped, without consuming the report (WNOWAIT).
-fn stopped_before_exec(pid: i32) -> bool {
-    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid(2) on our own child with a valid out-pointer to a local.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    // SAFETY: waitid succeeded, so si_pid is set (0 when there is nothing to report).
-    r == 0 && unsafe { info.si_pid() } == pid && info.si_code == libc::CLD_STOPPED
 }
 
 struct ChildPlan<'a> {
@@ -496,73 +479,6 @@ mod tests {
         assert_eq!(resolve(OsStr::new("")), None);
     }
 
-    /// On this thread and the children it forks, close_range(2) fails as on an old kernel:
-    /// ENOSYS for every call (before 5.9), or EINVAL for any flag (CLOSE_RANGE_CLOEXEC, before
-    /// 5.11). A seccomp filter, as `handoff-testsvc old-kernel` installs for init.
-    fn fail_close_range(einval_for_flags: bool) {
-        #[cfg(target_arch = "x86_64")]
-        const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
-        #[cfg(target_arch = "aarch64")]
-        const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
-        const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-        const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-        const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-        let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-        let allow = libc::SECCOMP_RET_ALLOW;
-        let errno = if einval_for_flags {
-            libc::EINVAL
-        } else {
-            libc::ENOSYS
-        };
-        // struct seccomp_data: nr at 0, arch at 4, args[2] (the flags) at 32, low word.
-        let mut prog = [
-            op(LD_W_ABS, 0, 0, 4),
-            op(JEQ_K, 0, 5, ARCH),
-            op(LD_W_ABS, 0, 0, 0),
-            op(JEQ_K, 0, 3, libc::SYS_close_range as u32),
-            op(LD_W_ABS, 0, 0, 32),
-            // Flags 0: allowed where only the flag is missing.
-            op(JEQ_K, u8::from(einval_for_flags), 0, 0),
-            op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
-            op(RET_K, 0, 0, allow),
-        ];
-        let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_mut_ptr(),
-        };
-        // SAFETY: prctl(2) with integer arguments, then with `fprog`, which points at `prog`,
-        // a live array of `len` instructions (the kernel copies it). Both act on this thread.
-        unsafe {
-            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-            assert_eq!(
-                libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &fprog as *const libc::sock_fprog,
-                ),
-                0,
-                "{}",
-                Errno::last()
-            );
-        }
-        // It took: first == last == u32::MAX touches no fd where close_range works.
-        // SAFETY: a raw syscall with integer arguments.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                u32::MAX,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        let want = if einval_for_flags {
-            Errno::EINVAL
-        } else {
-            Errno::ENOSYS
-        };
-        assert_eq!((r, Errno::last()), (-1, want));
-    }
-
     /// Where close_range(2) cannot mark fds close-on-exec (kernels before 5.11), the child does it
     /// over /proc/self/fd: an fd open in init without FD_CLOEXEC does not reach the program.
     #[test]
@@ -570,7 +486,8 @@ mod tests {
         for einval_for_flags in [false, true] {
             // A thread of its own: the filter stays on the thread that installs it.
             let (leaked, status) = std::thread::spawn(move || {
-                fail_close_range(einval_for_flags);
+                // The filter `handoff-testsvc old-kernel` installs for init, on this thread.
+                crate::oldkernel::fail_close_range(einval_for_flags).unwrap();
                 // SAFETY: open(2) with a valid path; the fd is closed below.
                 let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
                 assert!(fd > 2);

@@ -254,6 +254,15 @@ pub fn read_signals(fd: &impl std::os::fd::AsFd, out: &mut Vec<(i32, i32)>) {
 /// The signal that stopped child `pid`, if it stopped since the last look (waitid(2) with
 /// WSTOPPED only: an exit is neither reported nor reaped here, so the reaper still gets it).
 pub fn stop_signal_of(pid: i32) -> Option<i32> {
+    stop_report(pid, 0)
+}
+
+/// Whether child `pid` is stopped, leaving the report for `stop_signal_of` (WNOWAIT).
+pub fn is_stopped(pid: i32) -> bool {
+    stop_report(pid, libc::WNOWAIT).is_some()
+}
+
+fn stop_report(pid: i32, flags: libc::c_int) -> Option<i32> {
     // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: waitid with a valid out-pointer to a local.
@@ -262,11 +271,11 @@ pub fn stop_signal_of(pid: i32) -> Option<i32> {
             libc::P_PID,
             pid as libc::id_t,
             &mut info,
-            libc::WSTOPPED | libc::WNOHANG,
+            libc::WSTOPPED | libc::WNOHANG | flags,
         )
     };
     // SAFETY: waitid succeeded, so si_pid is set (0 when nothing was reported).
-    if r < 0 || unsafe { info.si_pid() } == 0 || info.si_code != libc::CLD_STOPPED {
+    if r < 0 || unsafe { info.si_pid() } != pid || info.si_code != libc::CLD_STOPPED {
         return None;
     }
     // SAFETY: for CLD_STOPPED, si_status is the stopping signal (waitid(2)).

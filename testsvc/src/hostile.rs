@@ -106,7 +106,7 @@ pub fn old_kernel(kernel: &str, command: &[String]) -> i32 {
         crate::log("old-kernel: missing command");
         return 2;
     };
-    if let Err(e) = crate::sys::fail_close_range(einval_for_flags) {
+    if let Err(e) = crate::oldkernel::fail_close_range(einval_for_flags) {
         crate::log(&format!(
             "old-kernel: cannot install the seccomp filter: {e}"
         ));

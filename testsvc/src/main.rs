@@ -6,6 +6,7 @@ mod hostile;
 mod http;
 mod listen;
 mod notify;
+mod oldkernel;
 mod orphans;
 mod selffork;
 mod sys;
