@@ -440,8 +440,13 @@ impl Init {
             .filter(|g| g.pgid > 1)
             .map(|g| g.target())
             .collect();
+        let shutdown = signals::is_shutdown(sig);
         if self.over.is_some() || targets.is_empty() {
             procs::signal_all(to);
+            if shutdown {
+                // A stopped process acts on the TERM only once continued.
+                procs::continue_stopped();
+            }
             info!(
                 "received {} from {from}; forwarded{shown} to all remaining processes",
                 signals::name(sig)
@@ -455,6 +460,13 @@ impl Init {
                 // Deliver first, then log: the log line's formatting and write cost the
                 // service nothing this way.
                 kill(target, to);
+                if shutdown {
+                    // A stopped job acts on the TERM only once continued: TERM first, then CONT,
+                    // to the same target, as systemd does (a running process ignores it). One
+                    // kill(2): a walk over /proc here delays the TERM's receipt (bench/run.sh's
+                    // forwarding latency).
+                    kill(target, libc::SIGCONT);
+                }
                 let generation = match self.sup {
                     Some(_) => format!(" (generation {})", t.generation),
                     None => String::new(),
@@ -466,10 +478,7 @@ impl Init {
                 );
             }
         }
-        if signals::is_shutdown(sig) {
-            // A stopped process acts on the TERM only once continued: TERM first, then CONT
-            // (a stopped job in plain mode, a stopped generation under the supervisor).
-            procs::continue_stopped();
+        if shutdown {
             self.begin_grace();
             self.apply(Fact::Shutdown);
         }
