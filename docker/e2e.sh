@@ -483,8 +483,11 @@ swarm_load_stop() {
     load_result=$(docker logs "$1" 2>/dev/null | tail -1)
     [[ $load_result =~ ^requests=([0-9]+)\ failed=([0-9]+) ]] || fail "load client said: $load_result" || return 1
     requests=${BASH_REMATCH[1]} failures=${BASH_REMATCH[2]}
-    # Its first failures, if any, on stderr.
-    docker logs "$1" 2>&1 >/dev/null | head -3 | sed 's/^/      | /'
+    # Its first failures, if any, on stderr. Not `docker logs | head`: head's early exit would
+    # make pipefail report docker's SIGPIPE, and this function fail with no message.
+    local errs
+    errs=$(docker logs "$1" 2>&1 >/dev/null)
+    [[ -z $errs ]] || sed -n '1,3s/^/      | /p' <<<"$errs"
 }
 
 # Two loads at once, so a stop is tested both ways: "fast" (4 clients, 20 ms requests: many new
