@@ -491,14 +491,13 @@ impl Init {
                 Action::Spawn { generation } => Some(self.spawn_gen(generation)),
                 Action::Signal { target, sig } => {
                     self.signal_gen(&target, sig);
-                    if self.sup.as_ref().and_then(|s| s.opts.reload_signal) != Some(sig) {
-                        // A stop signal (or the watchdog's SIGABRT): SIGCONT after it, as systemd
-                        // sends, so a stopped member wakes to act on it rather than wait for the
-                        // SIGKILL at the drain deadline. Sent to all of the generation the same
-                        // way (a running process ignores it): a kill(2) each, where looking for
-                        // the stopped ones would walk /proc on every handoff.
-                        self.signal_gen(&target, libc::SIGCONT);
-                    }
+                    // A stopped member acts on it only once it runs. To all of the generation
+                    // (a running process ignores it): a kill(2) each, no walk over /proc.
+                    self.signal_gen(&target, libc::SIGCONT);
+                    None
+                }
+                Action::Reload { target, sig } => {
+                    self.signal_gen(&target, sig);
                     None
                 }
                 Action::Kill { target } => {

@@ -156,8 +156,15 @@ pub enum Action {
     Spawn {
         generation: u32,
     },
-    /// `sig` to the target's process group (and main pid, and cgroup).
+    /// `sig`, which asks the target to end (the stop signal, or the watchdog's SIGABRT), to its
+    /// process group (and main pid, and cgroup), then SIGCONT, as systemd sends: a stopped
+    /// member acts on it only once it runs.
     Signal {
+        target: Target,
+        sig: i32,
+    },
+    /// `--reload-signal` to the target, as `Signal` reaches it but with no SIGCONT after it.
+    Reload {
         target: Target,
         sig: i32,
     },
@@ -704,7 +711,7 @@ impl Machine {
             generation: g.id,
             signal: sig,
         }));
-        out.push(Action::Signal {
+        out.push(Action::Reload {
             target: g.target(),
             sig,
         });

@@ -249,15 +249,16 @@ impl World {
                     };
                     queue.extend(self.m.handle(fact, self.t));
                 }
+                Action::Reload { target, sig } => {
+                    self.check_target(&target);
+                    assert_eq!(sig, RELOAD, "reload with another signal");
+                    assert!(
+                        self.s.reload_signal,
+                        "reload signal without --reload-signal"
+                    );
+                }
                 Action::Signal { target, sig } => {
                     self.check_target(&target);
-                    if sig == RELOAD {
-                        assert!(
-                            self.s.reload_signal,
-                            "reload signal without --reload-signal"
-                        );
-                        continue;
-                    }
                     assert!(sig == 15 || sig == 6, "signal {sig}");
                     self.stopped.insert(target.generation);
                     for p in self.members(&target) {
