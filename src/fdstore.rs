@@ -8,7 +8,6 @@
 //! POLLERR (a connection the peer reset) is dropped, unless it was stored with `FDPOLL=0`. Every
 //! stored fd is closed when init exits.
 
-use nix::poll::PollFlags;
 use nix::sys::stat::fstat;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
@@ -97,15 +96,8 @@ impl FdStore {
         before - self.fds.len()
     }
 
-    /// Whether poll(2)'s `revents` for a stored fd mean it is gone: the peer hung up or reset
-    /// it (POLLHUP, POLLERR), or it is no longer an open fd (POLLNVAL).
-    pub fn hung_up(revents: Option<PollFlags>) -> bool {
-        let gone = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
-        revents.is_some_and(|r| r.intersects(gone))
-    }
-
     /// Drops the polled fds that init's own poll(2) over `watched` found hung up (`reported`,
-    /// raw fds; see `hung_up`): no poll of its own. Returns the names dropped.
+    /// raw fds; see `sys::hung_up`): no poll of its own. Returns the names dropped.
     pub fn drop_hung_up(&mut self, reported: &[RawFd]) -> Vec<String> {
         if reported.is_empty() {
             return Vec::new();
@@ -173,14 +165,14 @@ mod tests {
 
     /// What init's loop does: one poll(2) over `watched`, the hung-up fds handed over.
     fn poll_watched(store: &FdStore) -> Vec<RawFd> {
-        use nix::poll::{PollFd, PollTimeout, poll};
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let mut pfds: Vec<PollFd> = store
             .watched()
             .map(|fd| PollFd::new(fd, PollFlags::empty()))
             .collect();
         poll(&mut pfds, PollTimeout::ZERO).unwrap();
         pfds.iter()
-            .filter(|p| FdStore::hung_up(p.revents()))
+            .filter(|p| crate::sys::hung_up(p.revents()))
             .map(|p| p.as_fd().as_raw_fd())
             .collect()
     }

@@ -281,16 +281,15 @@ impl Init {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => warn!("poll failed: {}", e.desc()),
         }
-        let hup = PollFlags::POLLHUP | PollFlags::POLLERR;
         let listeners = watched
             .into_iter()
             .zip(fds.iter().skip(2))
-            .filter(|(_, p)| p.revents().is_some_and(|r| r.intersects(hup)))
+            .filter(|(_, p)| sys::hung_up(p.revents()))
             .map(|(i, _)| i)
             .collect();
         let stored = fds[stored_from..]
             .iter()
-            .filter(|p| crate::fdstore::FdStore::hung_up(p.revents()))
+            .filter(|p| sys::hung_up(p.revents()))
             .map(|p| p.as_fd().as_raw_fd())
             .collect();
         Woke { listeners, stored }

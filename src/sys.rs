@@ -176,6 +176,16 @@ pub fn ensure_std_fds() {
     }
 }
 
+/// Whether poll(2)'s `revents` say an fd is gone, asked for no events or not: hung up or reset
+/// (POLLHUP, POLLERR: a peer gone, a listener a generation shut down), or not an open fd
+/// (POLLNVAL). Init's loop polls held listeners and stored fds this way.
+pub fn hung_up(revents: Option<nix::poll::PollFlags>) -> bool {
+    use nix::poll::PollFlags;
+    revents.is_some_and(|r| {
+        r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+    })
+}
+
 /// Whether the receive side of `fd` is shut down (shutdown(2) with SHUT_RD or SHUT_RDWR):
 /// poll(2) for POLLRDHUP, not waiting.
 pub fn read_shut_down(fd: &OwnedFd) -> bool {
